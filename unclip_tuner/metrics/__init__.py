@@ -14,7 +14,7 @@ Use :func:`evaluate` for a whole data set. Nothing here imports torch or optuna.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Dict, List, Optional
+from typing import Callable, List, Optional
 
 from ..io.types import Dataset, ImageWords
 from .base import DatasetScore, ImageScore, aggregate, harmonic_mean
