@@ -91,10 +91,10 @@ def parse_text(content: str, where: str, coords: Union[int, str] = 8,
     polys: List[np.ndarray] = []
     texts: List[str] = []
     for lineno, raw in enumerate(content.splitlines(), start=1):
-        line = raw.strip()
-        if not line:
+        if not raw.strip():
             continue
-        poly, text = parse_line(line, f"{where}:{lineno}", coords)
+        # only the line end is removed: a transcription may end with spaces
+        poly, text = parse_line(raw, f"{where}:{lineno}", coords)
         polys.append(poly)
         texts.append(text)
     dc = np.array([t == dont_care for t in texts], dtype=bool)
