@@ -10,7 +10,8 @@ import importlib
 from typing import List
 
 #: Modules in the order their commands appear in ``--help``.
-MODULES: List[str] = ["evaluate", "apply", "cache_maps", "tune_post", "compare", "maps", "demo"]
+MODULES: List[str] = ["demo", "cache_maps", "tune_post", "apply", "evaluate", "compare", "ensemble",
+                      "inspect", "maps"]
 
 
 def register_all(sub) -> List[str]:

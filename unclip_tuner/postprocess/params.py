@@ -232,3 +232,69 @@ def preset(name: str) -> CodeVersion:
         return PRESETS[name]
     except KeyError:
         raise ValueError(f"unknown code version {name!r}; known: {', '.join(PRESETS)}") from None
+
+
+def _coerce(name: str, text: str) -> Any:
+    """Convert the text of ``--set name=text`` to the type of field ``name``."""
+    kinds = {f.name: f.type for f in fields(PostProcessParams)}
+    if name not in kinds:
+        raise ValueError(f"unknown post-processing parameter {name!r}; known: {', '.join(kinds)}")
+    kind = str(kinds[name])
+    t = text.strip()
+    if kind == "bool":
+        low = t.lower()
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"{name} must be true or false, not {text!r}")
+    if kind == "int":
+        try:
+            return int(t)
+        except ValueError:
+            raise ValueError(f"{name} must be an integer, not {text!r}") from None
+    if kind == "float":
+        try:
+            return float(t)
+        except ValueError:
+            raise ValueError(f"{name} must be a number, not {text!r}") from None
+    return t
+
+
+def params_from_sources(base: "PostProcessParams | None" = None, params_file=None,
+                        assignments=()) -> PostProcessParams:
+    """Parameters from a YAML/JSON file and ``name=value`` assignments, in that order.
+
+    Parameters
+    ----------
+    base : PostProcessParams, optional
+        Starting point (the defaults when omitted).
+    params_file : path, optional
+        A mapping of parameter names to values (``best.yaml`` as ``tune-post`` writes it; a
+        top-level ``params:`` key is also accepted).
+    assignments : sequence of str
+        ``name=value`` overrides (``--set thresh=0.22``).
+    """
+    p = base if base is not None else PostProcessParams()
+    if params_file is not None:
+        import yaml
+
+        try:
+            with open(params_file, "r", encoding="utf-8") as fh:
+                data = yaml.safe_load(fh)
+        except OSError as exc:
+            raise ValueError(f"{params_file}: {exc.strerror}") from None
+        except yaml.YAMLError as exc:
+            raise ValueError(f"{params_file}: not valid YAML ({exc})") from None
+        if isinstance(data, Mapping) and isinstance(data.get("params"), Mapping):
+            data = data["params"]
+        if not isinstance(data, Mapping):
+            raise ValueError(f"{params_file}: expected a mapping of parameter names to values")
+        p = p.replace(**dict(data))
+    changes: Dict[str, Any] = {}
+    for a in assignments:
+        if "=" not in a:
+            raise ValueError(f"expected name=value, got {a!r}")
+        k, v = a.split("=", 1)
+        changes[k.strip()] = _coerce(k.strip(), v)
+    return p.replace(**changes) if changes else p

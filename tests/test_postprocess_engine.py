@@ -1,0 +1,202 @@
+"""The fast engine against the reference engine: same detections, same scores.
+
+Exactness contract (the fast path's): every detection region-exact against the reference
+(the same vertex cycle up to rotation and direction; in practice identical), the same
+detections in the same order, and dataset R/P/H equal within 1e-6 for every parameter set.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from unclip_tuner.cache import InMemoryMapStore, MapRecord
+from unclip_tuner.io.types import Dataset, ImageWords
+from unclip_tuner.postprocess.engine import FastEngine, ReferenceEngine
+from unclip_tuner.postprocess.fast import approx_poly_dp, map_points, short_side
+from unclip_tuner.postprocess.params import PostProcessParams
+from unclip_tuner.postprocess.reference import (approx_poly_dp as approx_reference,
+                                                decode_reference, find_contours,
+                                                get_mini_boxes, map_to_image)
+from unclip_tuner.synthetic import synthetic_page
+
+H_TOL = 1e-6
+
+
+def same_cycle(a: np.ndarray, b: np.ndarray) -> bool:
+    """True when ``b`` is ``a``'s vertex cycle, possibly rotated or reversed."""
+    a = np.asarray(a, dtype=np.int64).reshape(-1, 2)
+    b = np.asarray(b, dtype=np.int64).reshape(-1, 2)
+    if a.shape != b.shape:
+        return False
+    for cand in (b, b[::-1]):
+        for k in range(len(cand)):
+            if np.array_equal(np.roll(cand, k, axis=0), a):
+                return True
+    return False
+
+
+def _store(n_pages: int, seed: int, size: int = 512, n_words: int = 40) -> InMemoryMapStore:
+    rng = np.random.default_rng(seed)
+    recs, gt = [], Dataset()
+    for i in range(n_pages):
+        prob, polys, m = synthetic_page(rng, size=size, n_words=n_words)
+        name = f"page{i:02d}.jpg"
+        recs.append(MapRecord(name, prob, m, 700, 900))
+        img = [np.round((np.c_[p, np.ones(len(p))] @ m.T)[:, :2]) for p in polys]
+        gt[name] = ImageWords(img)
+    return InMemoryMapStore(recs, gt)
+
+
+PARAM_SETS = [
+    PostProcessParams(thresh=0.3, box_thresh=0.5, use_polygon=True),
+    PostProcessParams(thresh=0.3, box_thresh=0.5, use_polygon=True, polygon_unclip_ratio=1.55),
+    PostProcessParams(thresh=0.3, box_thresh=0.65, use_polygon=True, polygon_unclip_ratio=2.4),
+    PostProcessParams(thresh=0.22, box_thresh=0.4, use_polygon=True, max_candidates=20),
+    PostProcessParams(thresh=0.35, box_thresh=0.3, use_polygon=True, use_dilation=True),
+    PostProcessParams(thresh=0.3, box_thresh=0.5, use_polygon=True, score_mode="slow"),
+    PostProcessParams(thresh=0.3, box_thresh=0.5, use_polygon=False),
+    PostProcessParams(thresh=0.25, box_thresh=0.6, use_polygon=False, box_unclip_ratio=2.0),
+]
+
+
+@pytest.fixture(scope="module")
+def store():
+    return _store(6, seed=3)
+
+
+def _check_decodes(fast: FastEngine, store, params) -> int:
+    n = 0
+    for name in store.names():
+        rec = store.get(name)
+        ref = [p for p, _ in decode_reference(rec.prob, rec.inverse_matrix, params)]
+        got = fast.decode(params, name).polygons
+        assert len(ref) == len(got), f"{name}: {len(ref)} reference detections, {len(got)} fast"
+        for k, (a, b) in enumerate(zip(ref, got)):
+            assert same_cycle(a, b), f"{name} detection {k} differs under {params}"
+        n += len(ref)
+    return n
+
+
+@pytest.mark.parametrize("params", PARAM_SETS, ids=lambda p: f"t{p.thresh}-b{p.box_thresh}-{'poly' if p.use_polygon else 'box'}")
+def test_fast_decode_identical_to_reference(store, params):
+    fast = FastEngine(store, jobs=2)
+    assert _check_decodes(fast, store, params) > 0
+
+
+def test_fast_scores_identical_to_reference(store):
+    fast = FastEngine(store, jobs=2)
+    ref = ReferenceEngine(store, jobs=1)
+    for params in PARAM_SETS:
+        a = ref.evaluate(params)
+        b = fast.evaluate(params)
+        assert abs(a.hmean - b.hmean) <= H_TOL and abs(a.recall - b.recall) <= H_TOL
+        assert abs(a.precision - b.precision) <= H_TOL
+        for sa, sb in zip(a.per_image, b.per_image):
+            assert abs(sa.hmean - sb.hmean) <= H_TOL
+    fast.close()
+
+
+def test_memoisation_rescores_only_changed_images(store):
+    fast = FastEngine(store, jobs=1)
+    p = PostProcessParams(thresh=0.3, box_thresh=0.5, use_polygon=True)
+    fast.evaluate(p)
+    built, scored = fast.stats["candidates_built"], fast.stats["scored"]
+    assert built == len(store.names()) and scored == len(store.names())
+    # the same parameters again: nothing recomputed
+    fast.evaluate(p)
+    assert fast.stats["candidates_built"] == built and fast.stats["scored"] == scored
+    # a box_thresh that keeps the same set everywhere re-scores nothing
+    cand_scores = np.concatenate([st.candidates[next(iter(st.candidates))].scores
+                                  for st in fast._state.values()])
+    gap = np.sort(cand_scores)
+    above = gap[gap >= 0.5]
+    if len(above) and above[0] > 0.5 + 1e-9:
+        fast.evaluate(p.replace(box_thresh=float((0.5 + above[0]) / 2)))
+        assert fast.stats["scored"] == scored
+    # a new ratio reuses the candidates
+    fast.evaluate(p.replace(polygon_unclip_ratio=1.7))
+    assert fast.stats["candidates_built"] == built
+
+
+def test_subset_and_errors(store):
+    fast = FastEngine(store)
+    names = store.names()[:2]
+    s = fast.evaluate(PARAM_SETS[0], images=names)
+    assert s.images == names
+    with pytest.raises(ValueError, match="not in the map store"):
+        fast.evaluate(PARAM_SETS[0], images=["nope.jpg"])
+    bad = InMemoryMapStore([MapRecord("x.jpg", np.full((32, 32), np.nan, np.float32), np.eye(3), 32, 32)],
+                           Dataset({"x.jpg": ImageWords()}))
+    with pytest.raises(ValueError, match="NaN"):
+        FastEngine(bad).evaluate(PARAM_SETS[0])
+    with pytest.raises(ValueError, match="NaN"):
+        ReferenceEngine(bad).evaluate(PARAM_SETS[0])
+    nogt = InMemoryMapStore([MapRecord("x.jpg", np.zeros((32, 32), np.float32), np.eye(3), 32, 32)])
+    eng = FastEngine(nogt)
+    assert len(eng.decode(PARAM_SETS[0], "x.jpg")) == 0  # an empty map: no detections
+    with pytest.raises(ValueError, match="no ground truth"):
+        eng.evaluate(PARAM_SETS[0])
+
+
+def test_approx_poly_dp_kernel_matches_reference():
+    rng = np.random.default_rng(7)
+    n = 0
+    for _ in range(60):
+        prob, _, _ = synthetic_page(rng, size=256, n_words=12)
+        for c in find_contours(prob > 0.3):
+            eps = 0.002 * float(np.sum(np.hypot(*np.diff(np.r_[c, c[:1]], axis=0).T)))
+            for e in (eps, 3 * eps, 0.5):
+                a = approx_reference(c, e)
+                b = approx_poly_dp(c[:, 0].astype(np.int64), c[:, 1].astype(np.int64), e)
+                assert np.array_equal(a, b)
+                n += 1
+    assert n > 500
+
+
+def test_short_side_matches_min_area_rect():
+    rng = np.random.default_rng(11)
+    for _ in range(2000):
+        k = rng.integers(3, 30)
+        pts = rng.integers(0, 40, size=(k, 2)).astype(np.int64)
+        if len(np.unique(pts, axis=0)) < 3:
+            continue
+        _, sside = get_mini_boxes(pts)
+        assert short_side(pts) == np.float32(sside)
+
+
+def test_map_points_matches_reference_mapping():
+    rng = np.random.default_rng(5)
+    for _ in range(200):
+        w, h = rng.integers(100, 4000, size=2)
+        s = 1024 / max(w, h)
+        nw, nh = int(w * s), int(h * s)
+        m = np.diag([w / nw, h / nh, 1.0]) @ np.array([[1, 0, -((1024 - nw) // 2)], [0, 1, -((1024 - nh) // 2)], [0, 0, 1.0]])
+        pts = rng.integers(-50, 1100, size=(30, 2)).astype(np.int64)
+        assert np.array_equal(map_points(pts, m), map_to_image(pts, m))
+
+
+def test_real_maps_fast_equals_reference(real_maps):
+    """PP-OCRv4 maps of real receipts: identical detections and scores, fallbacks counted."""
+    from unclip_tuner.cache.importers import read_map_file
+    from unclip_tuner.io import read_ufo
+
+    files = sorted(real_maps.glob("*.npz"))[::10][:20]
+    gt_all = read_ufo(real_maps / "gt.json") if (real_maps / "gt.json").exists() else None
+    recs, gt = [], Dataset()
+    for f in files:
+        d = np.load(f)
+        name = str(d["filename"]) if "filename" in d else f.stem
+        recs.append(MapRecord(name, d["prob"], d["inverse_matrix"], int(d["width"]), int(d["height"])))
+        gt[name] = gt_all[name] if gt_all is not None and name in gt_all else ImageWords()
+    st = InMemoryMapStore(recs, gt)
+    fast = FastEngine(st, jobs=2)
+    ref = ReferenceEngine(st)
+    n = 0
+    for params in (PostProcessParams(thresh=0.3, box_thresh=0.4, use_polygon=True),
+                   PostProcessParams(thresh=0.22, box_thresh=0.55, use_polygon=True, polygon_unclip_ratio=1.8),
+                   PostProcessParams(thresh=0.3, box_thresh=0.4, use_polygon=False)):
+        n += _check_decodes(fast, st, params)
+        assert abs(ref.evaluate(params).hmean - fast.evaluate(params).hmean) <= H_TOL
+    assert n > 500
+    print(f"real maps: {n} detections, {fast.stats['fallback']} fallbacks of {fast.stats['unclipped']} unclips")

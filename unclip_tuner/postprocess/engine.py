@@ -1,0 +1,373 @@
+"""Decode-and-score engines: the reference path and the fast path behind one interface.
+
+Both engines answer two questions over a map store:
+
+* ``decode(params, name)``: the detections of one image, in image space;
+* ``evaluate(params, images=None)``: the dataset score of a parameter set.
+
+:class:`ReferenceEngine` runs the plain reference decoder (:mod:`.reference`) and the
+reference metric on every call. :class:`FastEngine` gives the same numbers but is designed
+around what each parameter invalidates:
+
+=====================================  ================================================
+parameter                              work it invalidates (per image)
+=====================================  ================================================
+``thresh``, ``use_dilation``,          bitmap -> contours -> approximated polygons (or
+``score_mode``, ``use_polygon``        min-area boxes) -> box scores: the *candidates*
+``max_candidates``                     nothing: a prefix cut of the candidates
+``box_thresh``                         nothing: a filter of the candidates' scores
+unclip ratio, ``min_size``             the unclipped, mapped polygons of kept candidates
+=====================================  ================================================
+
+Memo keys are exact: a threshold is keyed by the bits of its float32 value (the bitmap is
+``prob > float32(thresh)``, so two thresholds with the same float32 give the same
+candidates) and a ratio by the bits of its float64 value; never by a rounded float. The
+metric is memoised per image by the *number* of kept candidates, which determines the kept
+set for a given prefix cut because keeping is monotone in ``box_thresh``: a new box_thresh
+re-scores only the images whose kept set changed.
+
+Images run in parallel threads inside one ``evaluate`` call (the Numba kernels release
+the GIL and OpenCV's own threading is set to one thread), so there is a single level of
+parallelism: never call ``evaluate`` from inside another thread pool.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ..cache.base import MapStore
+from ..io.types import Dataset, ImageWords
+from ..metrics import aggregate, image_scorer, official_figure
+from ..metrics.base import DatasetScore, ImageScore
+from .params import PostProcessParams
+
+
+def _f32_key(value: float) -> int:
+    return int(np.float32(value).view(np.uint32))
+
+
+def _f64_key(value: float) -> int:
+    return int(np.float64(value).view(np.uint64))
+
+
+def _polygons_to_words(polys: List[np.ndarray]) -> ImageWords:
+    return ImageWords([np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in polys])
+
+
+class _EngineBase:
+    """Shared plumbing: the store, its GT, the metric and the thread pool."""
+
+    def __init__(self, store: MapStore, metric: str = "cleval", jobs: int = 1,
+                 gt: Optional[Dataset] = None, metric_engine: str = "fast") -> None:
+        if jobs < 1:
+            raise ValueError("jobs must be >= 1")
+        self.store = store
+        self.metric = metric
+        self.jobs = int(jobs)
+        self.names: List[str] = list(store.names())
+        self.gt = gt if gt is not None else store.gt
+        self._official = official_figure(metric)
+        self._scorer = None
+        if self.gt is not None:
+            missing = [n for n in self.names if n not in self.gt]
+            if missing:
+                raise ValueError(f"{len(missing)} cached image(s) have no ground truth, e.g. {missing[0]!r}")
+            self._scorer = image_scorer(self.gt, metric, metric_engine)
+        self._pool: Optional[ThreadPoolExecutor] = None
+
+    # -- helpers ---------------------------------------------------------------------
+    def _map(self, fn, items: Sequence):
+        if self.jobs == 1 or len(items) < 2:
+            return [fn(x) for x in items]
+        if self._pool is None:
+            _limit_opencv_threads()
+            self._pool = ThreadPoolExecutor(self.jobs, thread_name_prefix="unclip-tuner")
+        return list(self._pool.map(fn, items))
+
+    def _select(self, images: Optional[Sequence[str]]) -> List[str]:
+        if images is None:
+            return self.names
+        known = set(self.names)
+        bad = [n for n in images if n not in known]
+        if bad:
+            raise ValueError(f"{len(bad)} image(s) are not in the map store, e.g. {bad[0]!r}")
+        return list(images)
+
+    def _need_gt(self) -> None:
+        if self._scorer is None:
+            raise ValueError("this map store has no ground truth: decoding works, scoring does not")
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- public API ------------------------------------------------------------------
+    def decode(self, params: PostProcessParams, name: str) -> ImageWords:
+        raise NotImplementedError
+
+    def decode_all(self, params: PostProcessParams, images: Optional[Sequence[str]] = None) -> Dataset:
+        names = self._select(images)
+        words = self._map(lambda n: self.decode(params, n), names)
+        return Dataset(zip(names, words))
+
+    def score_image(self, params: PostProcessParams, name: str) -> ImageScore:
+        self._need_gt()
+        return self._scorer(name, self.decode(params, name))
+
+    def evaluate(self, params: PostProcessParams, images: Optional[Sequence[str]] = None) -> DatasetScore:
+        """Dataset score of ``params`` over ``images`` (all images by default)."""
+        self._need_gt()
+        names = self._select(images)
+        scores = self._map(lambda n: self.score_image(params, n), names)
+        return aggregate(self.metric, names, scores, self._official)
+
+
+def _limit_opencv_threads() -> None:
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
+class ReferenceEngine(_EngineBase):
+    """The plain path: the reference decoder and the reference metric, nothing cached."""
+
+    def __init__(self, store: MapStore, metric: str = "cleval", jobs: int = 1,
+                 gt: Optional[Dataset] = None) -> None:
+        super().__init__(store, metric, jobs, gt, metric_engine="reference")
+
+    def decode(self, params: PostProcessParams, name: str) -> ImageWords:
+        from .reference import decode_reference
+
+        rec = self.store.get(name)
+        dets = decode_reference(rec.prob, rec.inverse_matrix, params)
+        return _polygons_to_words([p for p, _ in dets])
+
+
+# ------------------------------------------------------------------------------------
+# Fast engine
+# ------------------------------------------------------------------------------------
+@dataclass
+class _Candidates:
+    """Candidates of one image at one (thresh, dilation, score mode, box/polygon) key.
+
+    ``points[offsets[i]:offsets[i+1]]`` are candidate ``i``'s points in network space
+    (approximated polygon, or the four float32 min-area corners in box mode);
+    ``contour_index[i]`` its position in OpenCV's contour order (for the max_candidates
+    prefix cut); ``scores[i]`` its box score.
+    """
+
+    points: np.ndarray
+    offsets: np.ndarray
+    contour_index: np.ndarray
+    scores: np.ndarray
+    n_contours: int
+
+    def kept(self, box_thresh: float, max_candidates: int) -> np.ndarray:
+        """Indices of the candidates the baseline keeps (``box_thresh > score`` drops)."""
+        sel = (self.contour_index < max_candidates) & ~(box_thresh > self.scores)
+        return np.flatnonzero(sel)
+
+
+@dataclass
+class _Unclipped:
+    """Every candidate of one image unclipped at one ratio, mapped to image space.
+
+    Candidate ``i``'s polygon is ``coords[offsets[i]:offsets[i+1]]`` (int16) when
+    ``valid[i]``; dropped candidates (failed unclip, too small) have empty slices.
+    """
+
+    coords: np.ndarray
+    offsets: np.ndarray
+    valid: np.ndarray
+
+    def select(self, idx: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        idx = idx[self.valid[idx]]
+        return _gather(self.coords, self.offsets, idx)
+
+
+def _gather(coords: np.ndarray, offsets: np.ndarray, idx: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    lengths = offsets[idx + 1] - offsets[idx]
+    out_offs = np.zeros(len(idx) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=out_offs[1:])
+    if len(idx) == 0:
+        return np.zeros((0, 2), np.float64), out_offs
+    rows = np.repeat(offsets[idx] - out_offs[:-1], lengths) + np.arange(out_offs[-1])
+    return coords[rows].astype(np.float64), out_offs
+
+
+class _LRU(OrderedDict):
+    """A dict that forgets its least recently used entries beyond ``limit``."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def lookup(self, key):
+        value = self.get(key)
+        if value is not None:
+            self.move_to_end(key)
+        return value
+
+    def store(self, key, value) -> None:
+        self[key] = value
+        self.move_to_end(key)
+        while len(self) > self.limit:
+            self.popitem(last=False)
+
+
+@dataclass
+class _ImageState:
+    lock: threading.Lock
+    candidates: _LRU
+    unclipped: _LRU
+    scores: _LRU
+    checked: bool = False
+    matrix: Optional[np.ndarray] = None
+
+
+class FastEngine(_EngineBase):
+    """The search path: memoised stages and Numba kernels (see the module docstring).
+
+    Memory stays bounded: maps are read from the store when a new threshold needs them and
+    released afterwards, and each image keeps at most ``memo_thresholds`` candidate sets,
+    ``memo_geometries`` unclipped sets and ``memo_scores`` scores (least recently used
+    first out), so a long search does not grow without limit.
+
+    Parameters
+    ----------
+    store : MapStore
+        Maps (and GT, unless ``gt`` is given).
+    metric : str
+        Metric profile for :meth:`evaluate`.
+    jobs : int
+        Threads over images.
+    gt : Dataset, optional
+        Ground truth overriding the store's.
+    """
+
+    def __init__(self, store: MapStore, metric: str = "cleval", jobs: int = 1,
+                 gt: Optional[Dataset] = None, memo_thresholds: int = 12,
+                 memo_geometries: int = 24, memo_scores: int = 512) -> None:
+        super().__init__(store, metric, jobs, gt, metric_engine="fast")
+        self._limits = (memo_thresholds, memo_geometries, memo_scores)
+        self._state: Dict[str, _ImageState] = {}
+        self.clear()
+        self.stats = {"fallback": 0, "unclipped": 0, "candidates_built": 0, "scored": 0,
+                      "score_memo_hits": 0}
+        self._stats_lock = threading.Lock()
+        self._packed_scorer = getattr(self._scorer, "__self__", None)
+        if self._packed_scorer is not None and not hasattr(self._packed_scorer, "score_packed"):
+            self._packed_scorer = None
+
+    def clear(self) -> None:
+        """Forget every memoised stage."""
+        t, g, s = self._limits
+        self._state = {n: _ImageState(threading.Lock(), _LRU(t), _LRU(g), _LRU(s)) for n in self.names}
+
+    def _count(self, key: str, n: int = 1) -> None:
+        with self._stats_lock:
+            self.stats[key] += n
+
+    def _load(self, name: str, st: _ImageState) -> Tuple[np.ndarray, np.ndarray]:
+        r = self.store.get(name)
+        prob = r.prob
+        if prob.dtype != np.float32 or not prob.flags.c_contiguous:
+            prob = np.ascontiguousarray(prob, dtype=np.float32)
+        if not st.checked:
+            if not np.isfinite(prob).all():
+                raise ValueError(f"{name}: the probability map contains NaN or infinity")
+            st.checked = True
+        st.matrix = np.ascontiguousarray(r.inverse_matrix, dtype=np.float64)
+        return prob, st.matrix
+
+    # -- stage 1: candidates ------------------------------------------------------------
+    @staticmethod
+    def _cand_key(p: PostProcessParams) -> tuple:
+        return (_f32_key(p.thresh), bool(p.use_dilation), p.score_mode, bool(p.use_polygon),
+                float(p.min_size))
+
+    def _candidates(self, name: str, st: _ImageState, p: PostProcessParams) -> _Candidates:
+        key = self._cand_key(p)
+        cand = st.candidates.lookup(key)
+        if cand is None:
+            prob, _ = self._load(name, st)
+            cand = build_candidates(prob, p)
+            st.candidates.store(key, cand)
+            self._count("candidates_built")
+        return cand
+
+    # -- stage 2: unclip + size filter + mapping ----------------------------------------------
+    def _unclipped(self, name: str, st: _ImageState, p: PostProcessParams,
+                   cand: _Candidates) -> _Unclipped:
+        ratio = p.polygon_unclip_ratio if p.use_polygon else p.box_unclip_ratio
+        key = (self._cand_key(p), _f64_key(ratio))
+        unc = st.unclipped.lookup(key)
+        if unc is None:
+            if st.matrix is None:
+                self._load(name, st)
+            coords, offs, valid, n_fallback = unclip_all(cand, ratio, st.matrix, p)
+            unc = _Unclipped(coords, offs, valid)
+            st.unclipped.store(key, unc)
+            self._count("unclipped", len(valid))
+            if n_fallback:
+                self._count("fallback", n_fallback)
+        return unc
+
+    # -- public API ----------------------------------------------------------------------
+    def decode(self, params: PostProcessParams, name: str) -> ImageWords:
+        st = self._state[name]
+        with st.lock:
+            cand = self._candidates(name, st, params)
+            idx = cand.kept(params.box_thresh, params.max_candidates)
+            coords, offs = self._unclipped(name, st, params, cand).select(idx)
+        return _polygons_to_words([coords[offs[i]:offs[i + 1]] for i in range(len(offs) - 1)])
+
+    def score_image(self, params: PostProcessParams, name: str) -> ImageScore:
+        self._need_gt()
+        st = self._state[name]
+        with st.lock:
+            cand = self._candidates(name, st, params)
+            idx = cand.kept(params.box_thresh, params.max_candidates)
+            ratio = params.polygon_unclip_ratio if params.use_polygon else params.box_unclip_ratio
+            cut = min(int(params.max_candidates), cand.n_contours)
+            skey = (self._cand_key(params), _f64_key(ratio), cut, len(idx))
+            hit = st.scores.lookup(skey)
+            if hit is not None:
+                self._count("score_memo_hits")
+                return hit
+            coords, offs = self._unclipped(name, st, params, cand).select(idx)
+            if self._packed_scorer is not None:
+                score = self._packed_scorer.score_packed(name, coords, offs)
+            else:
+                polys = [coords[offs[i]:offs[i + 1]] for i in range(len(offs) - 1)]
+                score = self._scorer(name, _polygons_to_words(polys))
+            st.scores.store(skey, score)
+            self._count("scored")
+            return score
+
+
+def pack_polygons(polys: List[np.ndarray]) -> Tuple[np.ndarray, np.ndarray]:
+    """Concatenate polygons into ``(coords (N, 2) float64, offsets (n+1,) int64)``."""
+    offsets = np.zeros(len(polys) + 1, dtype=np.int64)
+    if polys:
+        offsets[1:] = np.cumsum([len(p) for p in polys])
+        coords = np.concatenate([np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in polys])
+    else:
+        coords = np.zeros((0, 2), dtype=np.float64)
+    return coords, offsets
+
+
+from .fast import build_candidates, unclip_all  # noqa: E402  (kernels module)

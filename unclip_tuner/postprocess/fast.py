@@ -1,0 +1,502 @@
+"""Numba kernels of the fast decode path, one per stage of :mod:`.engine`.
+
+Each kernel reproduces a step of the reference path (:mod:`.reference`), which itself
+reproduces the baseline's ``DBPostProcessor`` in its pinned environment:
+
+* :func:`approx_poly_dp` — OpenCV 4.8.1 ``approxPolyDP`` on integer contours
+  (the reference's :func:`.reference.approx_poly_dp`, same integer/float arithmetic);
+* :func:`box_score_fast` / :func:`box_score_slow` (from :mod:`.raster`) — the 4.8.1
+  ``fillPoly`` rasteriser and ``cv2.mean``;
+* :func:`unclip_distance` / :func:`offset_polygon` (from :mod:`.offset`) — shapely's
+  distance and Clipper's round offset with its union clean-up;
+* :func:`short_side` and :func:`.rect_kernels.get_mini_boxes_nb` — OpenCV 4.8.1
+  ``minAreaRect`` / ``boxPoints`` and the baseline's corner ordering, bit-exact;
+* :func:`map_points` — ``np.round(M @ [x; y; 1])`` then ``astype(int16)``.
+
+Where the offset kernel cannot guarantee Clipper's exact result it says so, and the
+Python driver below runs pyclipper for that candidate and counts it as a fallback, so every
+output is the reference's.
+"""
+
+from __future__ import annotations
+
+from typing import Tuple
+
+import cv2
+import numpy as np
+from numba import njit
+
+from .offset import OFFSET_EMPTY, OFFSET_OK, offset_polygon, unclip_distance
+from .params import PostProcessParams
+from .raster import box_score_fast, box_score_slow
+from .rect_kernels import get_mini_boxes_nb, min_area_rect_nb
+
+# status codes of the unclip stage, per candidate
+KEEP = 0
+DROP = 1
+FALLBACK_OFFSET = 2
+
+
+# ------------------------------------------------------------------------------------
+# approxPolyDP (OpenCV 4.8.1)
+# ------------------------------------------------------------------------------------
+@njit(cache=True, nogil=True)
+def approx_poly_dp(px, py, epsilon):
+    """OpenCV 4.8.1 ``approxPolyDP(contour, epsilon, closed=True)`` on integer points.
+
+    The Numba twin of :func:`unclip_tuner.postprocess.reference.approx_poly_dp` (closed
+    curves only): the split starts from the approximately farthest pair found by three
+    rounds of "farthest point from the current start"; a slice becomes one segment when
+    the largest perpendicular distance to the line through its ends is at most
+    ``epsilon`` (first maximum wins; compared squared); slices are processed depth first;
+    then a pass drops vertices lying almost on the line between their neighbours.
+
+    Parameters
+    ----------
+    px, py : ndarray of int64
+        Contour points (``findContours`` output), at least one.
+    epsilon : float
+        Maximum distance (>= 0).
+
+    Returns
+    -------
+    ndarray of int64, shape (m, 2)
+    """
+    count = px.shape[0]
+    eps = epsilon * epsilon
+    dst_x = np.empty(count + 1, np.int64)
+    dst_y = np.empty(count + 1, np.int64)
+    nd = 0
+    stack_a = np.empty(2 * count + 4, np.int64)
+    stack_b = np.empty(2 * count + 4, np.int64)
+    ns = 0
+
+    right_start = 0
+    pos = 0
+    sx = np.int64(0)
+    sy = np.int64(0)
+    le_eps = False
+    for _ in range(3):
+        pos = (pos + right_start) % count
+        sx = px[pos]
+        sy = py[pos]
+        pos = (pos + 1) % count
+        max_dist = 0.0
+        for j in range(1, count):
+            dx = float(px[pos] - sx)
+            dy = float(py[pos] - sy)
+            pos = (pos + 1) % count
+            dist = dx * dx + dy * dy
+            if dist > max_dist:
+                max_dist = dist
+                right_start = j
+        le_eps = max_dist <= eps
+    if not le_eps:
+        first = pos % count
+        second = (right_start + first) % count
+        stack_a[ns] = second
+        stack_b[ns] = first
+        ns += 1
+        stack_a[ns] = first
+        stack_b[ns] = second
+        ns += 1
+    else:
+        dst_x[nd] = sx
+        dst_y[nd] = sy
+        nd += 1
+
+    while ns > 0:
+        ns -= 1
+        s_start = stack_a[ns]
+        s_end = stack_b[ns]
+        ex = px[s_end]
+        ey = py[s_end]
+        pos = s_start
+        sx = px[pos]
+        sy = py[pos]
+        pos = (pos + 1) % count
+        split = s_start
+        if pos != s_end:
+            dx = float(ex - sx)
+            dy = float(ey - sy)
+            max_dist = 0.0
+            while pos != s_end:
+                qx = px[pos]
+                qy = py[pos]
+                pos = (pos + 1) % count
+                dist = abs(float(qy - sy) * dx - float(qx - sx) * dy)
+                if dist > max_dist:
+                    max_dist = dist
+                    split = (pos + count - 1) % count
+            le_eps = max_dist * max_dist <= eps * (dx * dx + dy * dy)
+        else:
+            le_eps = True
+        if le_eps:
+            dst_x[nd] = sx
+            dst_y[nd] = sy
+            nd += 1
+        else:
+            stack_a[ns] = split
+            stack_b[ns] = s_end
+            ns += 1
+            stack_a[ns] = s_start
+            stack_b[ns] = split
+            ns += 1
+
+    # clean-up pass: drop vertices lying almost on the line through their neighbours
+    count = nd
+    new_count = count
+    ox = dst_x[:count].copy()
+    oy = dst_y[:count].copy()
+    pos = count - 1
+    stx = ox[pos]
+    sty = oy[pos]
+    pos = (pos + 1) % count
+    wpos = pos
+    ptx = ox[pos]
+    pty = oy[pos]
+    pos = (pos + 1) % count
+    i = 0
+    while i < count and new_count > 2:
+        enx = ox[pos]
+        eny = oy[pos]
+        pos = (pos + 1) % count
+        dx = enx - stx
+        dy = eny - sty
+        dist = abs(float(ptx - stx) * dy - float(pty - sty) * dx)
+        inner = (ptx - stx) * (enx - ptx) + (pty - sty) * (eny - pty)
+        if dist * dist <= 0.5 * eps * float(dx * dx + dy * dy) and dx != 0 and dy != 0 and inner >= 0:
+            new_count -= 1
+            ox[wpos] = enx
+            oy[wpos] = eny
+            stx = enx
+            sty = eny
+            wpos = (wpos + 1) % count
+            ptx = ox[pos]
+            pty = oy[pos]
+            pos = (pos + 1) % count
+            i += 2
+            continue
+        ox[wpos] = ptx
+        oy[wpos] = pty
+        stx = ptx
+        sty = pty
+        wpos = (wpos + 1) % count
+        ptx = enx
+        pty = eny
+        i += 1
+    out = np.empty((new_count, 2), np.int64)
+    for k in range(new_count):
+        out[k, 0] = ox[k]
+        out[k, 1] = oy[k]
+    return out
+
+
+@njit(cache=True, nogil=True)
+def polygon_candidates(prob, cxy, coffs, eps, slow):
+    """Approximate every contour and score it (polygon mode, one image).
+
+    Parameters
+    ----------
+    prob : float32 (H, W)
+    cxy : int64 (N, 2)
+        All contours' points, concatenated in OpenCV's order.
+    coffs : int64 (n + 1,)
+        Contour ``i`` is ``cxy[coffs[i]:coffs[i+1]]``.
+    eps : float64 (n,)
+        ``0.002 * arcLength`` per contour.
+    slow : bool
+        Score over the raw contour instead of the approximation.
+
+    Returns
+    -------
+    points, offsets, contour_index, scores
+        Candidates with at least 4 approximated points, in contour order.
+    """
+    n = coffs.shape[0] - 1
+    pts = np.empty((cxy.shape[0], 2), np.float64)
+    offs = np.zeros(n + 1, np.int64)
+    idx = np.empty(n, np.int64)
+    scores = np.empty(n, np.float64)
+    k = 0
+    m = 0
+    for i in range(n):
+        a = coffs[i]
+        b = coffs[i + 1]
+        ap = approx_poly_dp(cxy[a:b, 0].copy(), cxy[a:b, 1].copy(), eps[i])
+        na = ap.shape[0]
+        if na < 4:
+            continue
+        fa = ap.astype(np.float64)
+        if slow:
+            s = box_score_slow(prob, cxy[a:b])
+        else:
+            s = box_score_fast(prob, fa)
+        pts[m:m + na] = fa
+        m += na
+        idx[k] = i
+        scores[k] = s
+        k += 1
+        offs[k] = m
+    return pts[:m], offs[:k + 1], idx[:k], scores[:k]
+
+
+# ------------------------------------------------------------------------------------
+# size filter and mapping
+# ------------------------------------------------------------------------------------
+@njit(cache=True, nogil=True)
+def short_side(xy):
+    """``min(cv2.minAreaRect(xy)[1])`` of OpenCV 4.8.1, bit-exact (float32 calipers)."""
+    _, _, w, h, _ = min_area_rect_nb(xy[:, 0].astype(np.int64), xy[:, 1].astype(np.int64))
+    return h if h < w else w
+
+
+@njit(cache=True, nogil=True)
+def map_points(xy, m):
+    """``np.round(M @ [x; y; 1] / w).astype(int16)`` per point, as the baseline maps.
+
+    The products are accumulated in the order ``m[i,0]*x + m[i,1]*y + m[i,2]`` in float64;
+    for the letterbox matrices of the seed (no shear or rotation terms) this equals the
+    baseline's ``np.dot`` bit for bit. Rounding is half to even (``np.rint``), the int16
+    cast wraps like numpy's.
+    """
+    n = xy.shape[0]
+    out = np.empty((n, 2), np.int16)
+    for i in range(n):
+        x = float(xy[i, 0])
+        y = float(xy[i, 1])
+        w = m[2, 0] * x
+        w += m[2, 1] * y
+        w += m[2, 2]
+        for c in range(2):
+            v = m[c, 0] * x
+            v += m[c, 1] * y
+            v += m[c, 2]
+            v = np.rint(v / w)
+            iv = np.int64(v)
+            out[i, c] = np.int16(((iv + 32768) & 0xFFFF) - 32768)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def unclip_polygons(pts, offs, todo, ratio, matrix, min_side):
+    """Unclip, size-filter and map the candidates ``todo`` of one image (polygon mode).
+
+    Returns
+    -------
+    status : int64 (len(todo),)
+        :data:`KEEP`, :data:`DROP` or :data:`FALLBACK_OFFSET`.
+    out_xy : int16 (M, 2), out_offs : int64 (len(todo) + 1,)
+        Image-space polygons of the kept candidates (empty slices for the others).
+    """
+    nt = todo.shape[0]
+    status = np.empty(nt, np.int64)
+    chunks = []
+    out_offs = np.zeros(nt + 1, np.int64)
+    total = 0
+    for t in range(nt):
+        c = todo[t]
+        a = offs[c]
+        b = offs[c + 1]
+        xs = pts[a:b, 0].copy()
+        ys = pts[a:b, 1].copy()
+        d = unclip_distance(xs, ys, ratio)
+        st = KEEP
+        if np.isnan(d):
+            st = DROP
+        else:
+            xi = xs.astype(np.int64)
+            yi = ys.astype(np.int64)
+            poly, ost = offset_polygon(xi, yi, d)
+            if ost == OFFSET_EMPTY:
+                st = DROP
+            elif ost != OFFSET_OK:
+                st = FALLBACK_OFFSET
+            elif short_side(poly) < min_side:
+                st = DROP
+            else:
+                chunks.append(map_points(poly, matrix))
+                total += poly.shape[0]
+        status[t] = st
+        out_offs[t + 1] = total
+    out = np.empty((total, 2), np.int16)
+    k = 0
+    for ch in chunks:
+        out[k:k + ch.shape[0]] = ch
+        k += ch.shape[0]
+    return status, out, out_offs
+
+
+@njit(cache=True, nogil=True)
+def box_candidates(prob, cxy, coffs, min_size, slow):
+    """Minimum-area boxes of every contour, size-filtered and scored (box mode, one image).
+
+    Per contour, as the baseline: ``get_mini_boxes`` (4.8.1 ``minAreaRect``, corners
+    ordered TL, TR, BR, BL), drop when the short side ``< min_size``, then the box score
+    on the float32 corners (or over the raw contour in slow mode).
+
+    Returns
+    -------
+    points (4n, 2) float64, offsets (n+1,), contour_index (n,), scores (n,)
+    """
+    n = coffs.shape[0] - 1
+    pts = np.empty((4 * n, 2), np.float64)
+    idx = np.empty(n, np.int64)
+    scores = np.empty(n, np.float64)
+    k = 0
+    for i in range(n):
+        a = coffs[i]
+        b = coffs[i + 1]
+        box, sside = get_mini_boxes_nb(cxy[a:b, 0].copy(), cxy[a:b, 1].copy())
+        if sside < min_size:
+            continue
+        fb = box.astype(np.float64)
+        if slow:
+            s = box_score_slow(prob, cxy[a:b])
+        else:
+            s = box_score_fast(prob, fb)
+        pts[4 * k:4 * k + 4] = fb
+        idx[k] = i
+        scores[k] = s
+        k += 1
+    offs = np.arange(0, 4 * k + 1, 4).astype(np.int64)
+    return pts[:4 * k], offs, idx[:k], scores[:k]
+
+
+@njit(cache=True, nogil=True)
+def unclip_boxes(pts, todo, ratio, matrix, min_side):
+    """Unclip, re-box, size-filter and map the candidates ``todo`` (box mode, one image).
+
+    As the baseline: distance from shapely's area/length of the float32 corners, Clipper
+    offset of the corners truncated to integers, ``get_mini_boxes`` of the result, drop
+    when its short side ``< min_size + 2``, map the four corners.
+
+    Returns
+    -------
+    status (len(todo),), out_xy int16 (4 len(todo), 2)
+    """
+    nt = todo.shape[0]
+    status = np.empty(nt, np.int64)
+    out = np.zeros((4 * nt, 2), np.int16)
+    for t in range(nt):
+        c = todo[t]
+        xs = pts[4 * c:4 * c + 4, 0].copy()
+        ys = pts[4 * c:4 * c + 4, 1].copy()
+        d = unclip_distance(xs, ys, ratio)
+        if np.isnan(d):
+            status[t] = DROP
+            continue
+        poly, ost = offset_polygon(xs.astype(np.int64), ys.astype(np.int64), d)
+        if ost == OFFSET_EMPTY:
+            status[t] = DROP
+            continue
+        if ost != OFFSET_OK:
+            status[t] = FALLBACK_OFFSET
+            continue
+        box, sside = get_mini_boxes_nb(poly[:, 0].copy(), poly[:, 1].copy())
+        if sside < min_side:
+            status[t] = DROP
+            continue
+        out[4 * t:4 * t + 4] = map_points(box, matrix)
+        status[t] = KEEP
+    return status, out
+
+
+# ------------------------------------------------------------------------------------
+# Python drivers used by the engine
+# ------------------------------------------------------------------------------------
+def _pack_contours(contours) -> Tuple[np.ndarray, np.ndarray]:
+    offs = np.zeros(len(contours) + 1, dtype=np.int64)
+    if not contours:
+        return np.zeros((0, 2), np.int64), offs
+    offs[1:] = np.cumsum([len(c) for c in contours])
+    return np.concatenate([c.reshape(-1, 2) for c in contours]).astype(np.int64), offs
+
+
+def build_candidates(prob: np.ndarray, p: PostProcessParams):
+    """Stage 1 of the engine: contours -> candidates with scores, for one image.
+
+    Identical to the reference's loop up to (and including) the box score; the
+    ``box_thresh`` test and the ``max_candidates`` cut are left to the caller.
+    """
+    from .engine import _Candidates
+    from .reference import binarize, dilate_2x2, find_contours
+
+    bitmap = binarize(prob, p.thresh)
+    if p.use_dilation:
+        bitmap = dilate_2x2(bitmap)
+    contours = find_contours(bitmap)
+    n = len(contours)
+    cxy, coffs = _pack_contours(contours)
+    slow = p.score_mode == "slow"
+    if p.use_polygon:
+        eps = np.array([0.002 * cv2.arcLength(c.reshape(-1, 1, 2), True) for c in contours],
+                       dtype=np.float64)
+        pts, offs, idx, scores = polygon_candidates(prob, cxy, coffs, eps, slow)
+    else:
+        pts, offs, idx, scores = box_candidates(prob, cxy, coffs, float(p.min_size), slow)
+    return _Candidates(pts, offs, idx, scores, n)
+
+
+def _exact_short_side(box: np.ndarray) -> float:
+    b = np.asarray(box, dtype=np.int64)
+    return float(short_side(b))
+
+
+def unclip_all(cand, ratio: float, matrix: np.ndarray,
+               p: PostProcessParams) -> Tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Stage 2 of the engine: unclip + size filter + mapping of every candidate.
+
+    Returns
+    -------
+    coords : int16 (M, 2)
+        Image-space polygons, packed.
+    offsets : int64 (n + 1,)
+        Candidate ``i`` is ``coords[offsets[i]:offsets[i+1]]`` (empty when dropped).
+    valid : bool (n,)
+        Which candidates survive.
+    n_fallback : int
+        Candidates whose offset pyclipper computed (the offset kernel's fallback).
+    """
+    from .reference import map_to_image, unclip_reference
+
+    n = len(cand.scores)
+    todo = np.arange(n, dtype=np.int64)
+    min_side = float(p.min_size + 2)
+    if p.use_polygon:
+        status, out, out_offs = unclip_polygons(cand.points, cand.offsets, todo, float(ratio),
+                                                matrix, min_side)
+    else:
+        status, out = unclip_boxes(cand.points, todo, float(ratio), matrix, min_side)
+        out_offs = np.arange(0, 4 * n + 1, 4, dtype=np.int64)
+        out = out.copy()
+        for t in np.flatnonzero(status != KEEP):
+            out_offs[t + 1:] -= 4  # dropped boxes take no room
+        keep_rows = np.repeat(status == KEEP, 4)
+        out = out[keep_rows]
+    valid = status == KEEP
+    fallback = np.flatnonzero(status == FALLBACK_OFFSET)
+    if len(fallback) == 0:
+        return out, out_offs, valid, 0
+    # finish the candidates the offset kernel handed back with pyclipper, then re-pack
+    polys = [out[out_offs[i]:out_offs[i + 1]] for i in range(n)]
+    for c in fallback:
+        pts = cand.points[cand.offsets[c]:cand.offsets[c + 1]]
+        pts = pts.astype(np.int64) if p.use_polygon else pts.astype(np.float32)
+        expanded = unclip_reference(pts, ratio)
+        res = None
+        if expanded is not None:
+            if p.use_polygon:
+                if float(short_side(expanded)) >= min_side:
+                    res = map_to_image(expanded, matrix)
+            else:
+                box, sside = get_mini_boxes_nb(expanded[:, 0].copy(), expanded[:, 1].copy())
+                if sside >= min_side:
+                    res = map_to_image(box, matrix)
+        if res is not None:
+            polys[c] = res
+            valid[c] = True
+    offs = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum([len(q) for q in polys], out=offs[1:])
+    coords = np.concatenate(polys).astype(np.int16) if offs[-1] else np.zeros((0, 2), np.int16)
+    return coords, offs, valid, len(fallback)
