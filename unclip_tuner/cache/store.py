@@ -522,8 +522,8 @@ class MapCacheWriter:
         if not (lo >= 0 and hi <= 1):
             if np.isnan(prob).any():
                 raise CacheError(f"{name}: the probability map contains NaN")
-            raise CacheError(f"{name}: probability values outside [0, 1] (min {float(lo):.4g}, "
-                             f"max {float(hi):.4g}); logits need a sigmoid first")
+            raise CacheError(f"{name}: probability values outside [0, 1] (min {float(lo)!r}, "
+                             f"max {float(hi)!r}); logits need a sigmoid first")
         m = record.inverse_matrix
         if not np.all(np.isfinite(m)):
             raise CacheError(f"{name}: the inverse matrix is not finite")

@@ -192,7 +192,14 @@ class OnnxDetector:
                 f"{self.path.name}: output {self._output_name!r} has shape {out.shape}; a "
                 f"probability map of shape (1, C, {x.shape[2]}, {x.shape[3]}) was expected"
             )
-        return np.ascontiguousarray(out[0, 0], dtype=np.float32)
+        prob = np.ascontiguousarray(out[0, 0], dtype=np.float32)
+        # onnxruntime's Sigmoid can overshoot 1 (or undershoot 0) by an ulp on saturated
+        # pixels; such values are clipped, anything further out is left for the checks
+        lo, hi = float(prob.min()), float(prob.max())
+        if (hi > 1.0 and hi <= 1.0 + 1e-6) or (lo < 0.0 and lo >= -1e-6):
+            if -1e-6 <= lo and hi <= 1.0 + 1e-6:
+                np.clip(prob, 0.0, 1.0, out=prob)
+        return prob
 
     def predict(self, image: Union[str, os.PathLike, np.ndarray]) -> DetectorOutput:
         """Probability map of one image.
