@@ -250,10 +250,14 @@ def _to_prob(value, path: Path, sigmoid: bool) -> np.ndarray:
         out = np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
         return out.astype(np.float32)
     lo, hi = float(prob.min()), float(prob.max())
-    if lo < 0 or hi > 1:
-        raise CacheError(f"{path}: values outside [0, 1] (min {lo:.4g}, max {hi:.4g}); if these "
+    if lo < -1e-6 or hi > 1 + 1e-6:
+        raise CacheError(f"{path}: values outside [0, 1] (min {lo!r}, max {hi!r}); if these "
                          f"are logits, pass --sigmoid (sigmoid=True)")
-    return prob.astype(np.float32)
+    prob = prob.astype(np.float32)
+    if lo < 0 or hi > 1:
+        # a float32 sigmoid can overshoot by an ulp on saturated pixels: clipped
+        prob = np.clip(prob, np.float32(0), np.float32(1))
+    return prob
 
 
 def read_map_file(path: PathLike, allow_pickle: bool = False, sigmoid: bool = False,
