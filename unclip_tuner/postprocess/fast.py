@@ -278,6 +278,14 @@ def map_points(xy, m):
     return out
 
 
+# _SKIP_NOTE: the size filter needs no rectangle when the offset distance is large. Every
+# rectangle enclosing a polygon has a short side at least the polygon's minimum width, and
+# the unclipped polygon is the Minkowski sum of the candidate with a disk of radius ``d``
+# up to Clipper's approximations (chords within the 0.25 arc tolerance of the arc, vertices
+# rounded to integers: under 1 pixel each side), so its minimum width is above ``2d - 2``.
+# With ``d >= min_side / 2 + 2`` that is ``>= min_side + 2``: the filter keeps it.
+
+
 @njit(cache=True, nogil=True)
 def unclip_polygons(pts, offs, todo, ratio, matrix, min_side):
     """Unclip, size-filter and map the candidates ``todo`` of one image (polygon mode).
@@ -312,7 +320,8 @@ def unclip_polygons(pts, offs, todo, ratio, matrix, min_side):
                 st = DROP
             elif ost != OFFSET_OK:
                 st = FALLBACK_OFFSET
-            elif short_side(poly) < min_side:
+            elif d < 0.5 * min_side + 2.0 and short_side(poly) < min_side:
+                # (when d >= min_side / 2 + 2 the test cannot fail: see _SKIP_NOTE)
                 st = DROP
             else:
                 chunks.append(map_points(poly, matrix))

@@ -82,9 +82,12 @@ def unclip_distance(xs, ys, ratio):
     Returns
     -------
     float
-        The distance, or NaN where the reference skips the polygon (area or length is 0).
+        The distance, or NaN where the reference skips the polygon (area or length is 0;
+        also for fewer than 3 points).
     """
     n = xs.shape[0]
+    if n < 3:
+        return np.nan  # shapely cannot build such a polygon; the caller skips it
     closed = xs[0] == xs[n - 1] and ys[0] == ys[n - 1]
     m = n if closed else n + 1  # number of ring coordinates
     # signed area, GEOS order of operations
@@ -404,7 +407,7 @@ _QI, _QX, _QY, _QN, _QP = range(5)
 # cached bottom point
 _RI, _RH, _RF, _RP, _RB = range(5)
 # running scalars (row 0): list heads, failure flag, next free point and ring rows,
-# heap size, next local minimum, ghost join count
+# heap size, next local minimum, numbers of ghost joins and joins
 _G_AEL, _G_SEL, _G_FAIL, _G_NQ, _G_NR, _G_NSB, _G_LM, _G_NGJ, _G_NJN = range(9)
 # layout (row 1): first row and end row of each region, number of local minima
 # (_L_SBEND is the heap capacity in cells)
