@@ -107,7 +107,7 @@ def main(argv=None) -> int:
         print(f"{label:<16}{rt:>15.2f}{ft:>11.3f}{rt / ft:>8.0f}x   {rs.hmean:.6f} / {fs.hmean:.6f}")
     print(f"\nreference times: {len(sample)} images timed on one core, scaled to {args.n_images}; "
           f"fast: {args.jobs} threads over images, kernels warm.")
-    print(f"full-set H-Mean (fast): " + ", ".join(f"{label} {s.hmean:.6f}" for (label, _), s in zip(steps, fast_scores)))
+    print("full-set H-Mean (fast): " + ", ".join(f"{label} {s.hmean:.6f}" for (label, _), s in zip(steps, fast_scores)))
     ok = all(abs(a.hmean - b.hmean) <= 1e-6 for a, b in zip(ref_scores, fast_sample))
     print("identical H-Mean on the sample:", "yes" if ok else "NO")
     return 0 if ok else 1

@@ -178,7 +178,6 @@ def test_map_points_matches_reference_mapping():
 
 def test_real_maps_fast_equals_reference(real_maps):
     """PP-OCRv4 maps of real receipts: identical detections and scores, fallbacks counted."""
-    from unclip_tuner.cache.importers import read_map_file
     from unclip_tuner.io import read_ufo
 
     files = sorted(real_maps.glob("*.npz"))[::10][:20]

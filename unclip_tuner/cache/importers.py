@@ -73,21 +73,14 @@ def letterbox_inverse_matrix(width: int, height: int, map_h: int, map_w: int) ->
         ``scale = S / max(W, H)``, ``new_w, new_h = int(W * scale), int(H * scale)`` (the
         baseline truncates) and ``x0, y0 = (S - new_w) // 2, (S - new_h) // 2``.
     """
+    from ..models.preprocess import seed_inverse_matrix
+
     width, height = int(width), int(height)
     side = max(int(map_h), int(map_w))
     if width <= 0 or height <= 0 or side <= 0:
         raise ValueError(f"sizes must be positive, got a {width}x{height} image and a "
                          f"{map_w}x{map_h} map")
-    scale = side / max(width, height)
-    new_w, new_h = int(width * scale), int(height * scale)
-    if new_w == 0 or new_h == 0:
-        raise ValueError(f"a {width}x{height} image has a zero side at network size {side}")
-    x0, y0 = (side - new_w) // 2, (side - new_h) // 2
-    resize = np.array([[width / new_w, 0.0, 0.0], [0.0, height / new_h, 0.0], [0.0, 0.0, 1.0]])
-    shift = np.eye(3)
-    shift[0, 2] = -x0
-    shift[1, 2] = -y0
-    return np.dot(resize, shift)
+    return seed_inverse_matrix(width, height, side)
 
 
 def _near_int(v: float) -> Optional[int]:

@@ -57,6 +57,7 @@ here so that the float64 summation order is the same.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
@@ -339,9 +340,54 @@ def _kept(words: ImageWords, limit: Optional[int]) -> List[int]:
     return [i for i in range(n) if words.polygons[i].shape[0] >= MIN_POINTS]
 
 
-def cleval_image(gt: ImageWords, det: ImageWords, max_polygons: int = MAX_POLYGONS,
-                 round_gt: bool = True) -> ImageScore:
-    """CLEval of one image, as the competition baseline computes it.
+@dataclass
+class ImageMatch:
+    """What CLEval decided for one image; kept words are numbered ``0..n-1``.
+
+    Attributes
+    ----------
+    gt_index, det_index : list of int
+        Position in the input of each kept GT word / detection (detections beyond
+        ``max_polygons`` and polygons of fewer than 4 points take no part).
+    gt_dont_care, det_dont_care : set of int
+        Kept GT words that are don't-care, and kept detections assigned to them.
+    matched : ndarray of bool, shape (n_gt, n_det)
+        The matched pairs (one-to-one, split and merge).
+    centres_in : ndarray of int, shape (n_gt, n_det)
+        Number of the GT word's character centres inside the detection.
+    found : list of ndarray of bool
+        Per GT word, the centres found by a matched detection.
+    gt_chars : list of int
+        Pseudo character count of each kept GT word.
+    det_raw : list of ndarray
+        Kept detections' points as given (their aspect ratio uses the raw values).
+    """
+
+    gt_index: List[int]
+    det_index: List[int]
+    gt_dont_care: set
+    det_dont_care: set
+    matched: np.ndarray
+    centres_in: np.ndarray
+    found: List[np.ndarray]
+    gt_chars: List[int]
+    det_raw: List[np.ndarray]
+
+    @property
+    def gt_valid(self) -> set:
+        return set(range(len(self.gt_index))) - self.gt_dont_care
+
+    @property
+    def det_valid(self) -> set:
+        return set(range(len(self.det_index))) - self.det_dont_care
+
+
+def match_image(gt: ImageWords, det: ImageWords, max_polygons: int = MAX_POLYGONS,
+                round_gt: bool = True) -> ImageMatch:
+    """Run CLEval's matching on one image (rules 1-9 of the module docstring).
+
+    Parameters are those of :func:`cleval_image`; :func:`cleval_image` turns the result
+    into scores, and :mod:`unclip_tuner.report.overlay` into per-word outcomes.
 
     Parameters
     ----------
@@ -356,9 +402,7 @@ def cleval_image(gt: ImageWords, det: ImageWords, max_polygons: int = MAX_POLYGO
 
     Returns
     -------
-    ImageScore
-        See :func:`image_score`; ``extra`` also holds ``num_splitted``, ``num_merged`` and
-        ``num_char_overlapped``.
+    ImageMatch
     """
     if max_polygons < 0:
         raise ValueError("max_polygons must be >= 0")
@@ -447,26 +491,52 @@ def cleval_image(gt: ImageWords, det: ImageWords, max_polygons: int = MAX_POLYGO
         if len(gts) >= 2 and sum(float(ap[g, d]) for g in gts) >= AP_CONSTRAINT:
             matched[gts, d] = True                                     # many-to-one (merge)
 
-    # Counts over matched pairs
     found = [np.zeros(len(c), dtype=bool) for c in centres]
-    det_chars = 0
     for g in range(n_g):
         for d in range(n_d):
             if matched[g, d]:
                 found[g] |= inside[g][d]
-                det_chars += int(n_in[g, d])
-    tp = int(sum(int(f.sum()) for f in found))
+    return ImageMatch(g_idx, d_idx, dc_set, det_dc, matched, n_in, found, g_chars, d_raw)
+
+
+def cleval_image(gt: ImageWords, det: ImageWords, max_polygons: int = MAX_POLYGONS,
+                 round_gt: bool = True) -> ImageScore:
+    """CLEval of one image, as the competition baseline computes it.
+
+    Parameters
+    ----------
+    gt : ImageWords
+        Ground truth; ``gt.dont_care`` marks don't-care words.
+    det : ImageWords
+        Detections in output order (only the first ``max_polygons`` count).
+    max_polygons : int
+        The baseline's cut on detections per image.
+    round_gt : bool
+        Round GT points half to even first, as the baseline's data loader does.
+
+    Returns
+    -------
+    ImageScore
+        See :func:`image_score`; ``extra`` also holds ``num_splitted``, ``num_merged`` and
+        ``num_char_overlapped``.
+    """
+    m = match_image(gt, det, max_polygons, round_gt)
+    matched = m.matched
+    gt_valid, det_valid = m.gt_valid, m.det_valid
+    # Counts over matched pairs
+    det_chars = int(m.centres_in[matched].sum())
+    tp = int(sum(int(f.sum()) for f in m.found))
     dets_per_gt = matched.sum(axis=1)
     gts_per_det = matched.sum(axis=0)
     recall_penalty = float(sum(max(int(dets_per_gt[g]) - 1, 0) for g in gt_valid))
     precision_penalty = float(sum(max(int(gts_per_det[d]) - 1, 0) for d in det_valid))
     num_splitted = sum(1 for g in gt_valid if dets_per_gt[g] > 1)
     num_merged = sum(1 for d in det_valid if gts_per_det[d] > 1)
-    gt_chars = sum(g_chars[g] for g in gt_valid)
-    fp_chars = sum(fp_char_count(aspect_ratio(d_raw[d]))
+    gt_chars = sum(m.gt_chars[g] for g in gt_valid)
+    fp_chars = sum(fp_char_count(aspect_ratio(m.det_raw[d]))
                    for d in sorted(det_valid) if gts_per_det[d] == 0)
     extra = {"num_splitted": float(num_splitted), "num_merged": float(num_merged),
-             "num_char_overlapped": float(det_chars - tp), "n_gt": float(n_g),
-             "n_det": float(n_d), "n_det_dont_care": float(len(det_dc))}
+             "num_char_overlapped": float(det_chars - tp), "n_gt": float(len(m.gt_index)),
+             "n_det": float(len(m.det_index)), "n_det_dont_care": float(len(m.det_dont_care))}
     return image_score(tp, recall_penalty, precision_penalty, gt_chars, det_chars, fp_chars,
                        extra)

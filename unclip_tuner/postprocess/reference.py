@@ -46,10 +46,9 @@ from typing import Dict, List, Optional, Tuple
 
 import cv2
 import numpy as np
-import pyclipper
-from shapely.geometry import Polygon
 
 from .params import PostProcessParams
+from .offset_reference import unclip_reference
 from .raster import box_score_fast_reference, box_score_slow_reference
 
 __all__ = [
@@ -593,39 +592,6 @@ def find_contours(bitmap: np.ndarray) -> List[np.ndarray]:
     img = np.ascontiguousarray(bitmap, dtype=np.uint8) * np.uint8(255)
     contours, _ = cv2.findContours(img, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
     return [c.reshape(-1, 2) for c in contours]
-
-
-def unclip_reference(points, ratio: float) -> Optional[np.ndarray]:
-    """The baseline's ``unclip``: offset a polygon outwards by ``area * ratio / perimeter``.
-
-    Area and perimeter come from shapely on the float points; the offset is
-    ``pyclipper.PyclipperOffset`` (JT_ROUND, ET_CLOSEDPOLYGON, arc tolerance 0.25, miter
-    limit 2) on the same points, which pyclipper truncates to integers. The first path of
-    the result is returned.
-
-    Parameters
-    ----------
-    points : array_like, shape (k, 2)
-        Integer points (polygon mode) or float32 rectangle corners (box mode).
-    ratio : float
-
-    Returns
-    -------
-    ndarray of int64, shape (m, 2), or None
-        None when the polygon has zero area or length, or when the offset is empty (the
-        baseline raises ``IndexError`` on an empty offset).
-    """
-    poly = Polygon(points)
-    area, length = poly.area, poly.length
-    if area == 0 or length == 0:
-        return None
-    distance = area * ratio / length
-    offset = pyclipper.PyclipperOffset()
-    offset.AddPath(points, pyclipper.JT_ROUND, pyclipper.ET_CLOSEDPOLYGON)
-    paths = offset.Execute(distance)
-    if not paths:
-        return None
-    return np.array(paths[0], dtype=np.int64).reshape(-1, 2)
 
 
 def map_to_image(points, matrix: np.ndarray) -> np.ndarray:
