@@ -42,7 +42,7 @@ def build_cache(path: Path, n_images: int, seed: int) -> Path:
     from unclip_tuner.synthetic import synthetic_page
 
     recipe = {"generator": "unclip_tuner.synthetic.synthetic_page", "size": 1024,
-              "n_words": 115, "n_images": n_images, "seed": seed}
+              "n_words": 115, "n_images": n_images, "seed": seed, "gt_unclip": 1.8}
     try:
         cache = MapCache.open(path, verify="none")
         if cache.fingerprint_parts == recipe and len(cache) == n_images:
@@ -60,7 +60,7 @@ def build_cache(path: Path, n_images: int, seed: int) -> Path:
             height = int(rng.integers(900, 2000))
             width = int(height * rng.uniform(0.45, 1.1))
             prob, polys, matrix = synthetic_page(rng, size=1024, n_words=115,
-                                                 image_size=(width, height))
+                                                 image_size=(width, height), gt_unclip=1.8)
             name = f"receipt_{i:03d}.jpg"
             writer.add(MapRecord(name, prob, matrix, width, height))
             gt[name] = ImageWords([np.round(p @ matrix[:2, :2].T + matrix[:2, 2]) for p in polys])

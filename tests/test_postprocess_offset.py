@@ -13,6 +13,8 @@ import cv2
 import numpy as np
 import pytest
 
+from conftest import real_maps_dir
+
 from unclip_tuner.postprocess import offset as fast
 from unclip_tuner.postprocess.offset_reference import (
     reference_distance,
@@ -21,7 +23,7 @@ from unclip_tuner.postprocess.offset_reference import (
 )
 
 DATA = Path(__file__).resolve().parent / "data" / "offset"
-REALMAPS = Path(__file__).resolve().parents[2] / "realmaps" / "sroie_dev"
+REALMAPS = real_maps_dir()
 
 
 # ------------------------------------------------------------------------ generators
@@ -326,7 +328,7 @@ def test_real_probability_map_contours():
     """Contours of ``prob > 0.3`` of real PP-OCRv4 maps (the most realistic inputs)."""
     files = sorted(REALMAPS.glob("*.npz"))
     if not files:
-        pytest.skip("real probability maps (../realmaps/sroie_dev) are not available")
+        pytest.skip(f"real probability maps are not available at {REALMAPS}")
     counts = {fast.OFFSET_OK: 0, fast.OFFSET_EMPTY: 0, fast.OFFSET_FALLBACK: 0}
     for f in files[::20]:
         prob = np.load(f)["prob"]

@@ -18,6 +18,8 @@ import cv2
 import numpy as np
 import pytest
 
+from conftest import real_maps_dir
+
 from unclip_tuner.postprocess.params import PostProcessParams
 from unclip_tuner.postprocess.raster import box_score_slow_reference
 from unclip_tuner.postprocess.reference import (
@@ -37,7 +39,7 @@ from unclip_tuner.synthetic import inverse_matrix_for, synthetic_page
 
 DATA = Path(__file__).resolve().parent / "data" / "postprocess"
 REPO = Path(__file__).resolve().parents[1]
-REALMAPS = Path(os.environ.get("UNCLIP_TUNER_REALMAPS", REPO.parent / "realmaps" / "sroie_dev"))
+REALMAPS = real_maps_dir()
 
 
 def _synthetic_maps():
