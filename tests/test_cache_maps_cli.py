@@ -4,7 +4,6 @@ warnings, resume after ``kill -9``, and the ``--maps`` import."""
 from __future__ import annotations
 
 import json
-import math
 import os
 import signal
 import subprocess
@@ -25,30 +24,11 @@ from unclip_tuner.models.checkpoint import DBNetSpec  # noqa: E402
 from unclip_tuner.models.dbnet import DBNet  # noqa: E402
 from unclip_tuner.models.preprocess import load_image, preprocess, seed_inverse_matrix  # noqa: E402
 
+from model_weights import formula_state  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 SIZE = 64
 R18 = DBNetSpec("resnet18", [1, 2, 3, 4], [64, 128, 256, 512])
-
-
-def formula_state(shapes):
-    """Deterministic weights (sin sequences scaled per tensor kind)."""
-    out = {}
-    for idx, (k, shape) in enumerate(shapes.items()):
-        n = int(np.prod(shape)) if len(shape) else 1
-        v = np.sin(np.arange(n, dtype=np.float64) * 0.7071 + idx * 1.3)
-        if k.endswith("num_batches_tracked"):
-            out[k] = torch.tensor(0, dtype=torch.int64)
-            continue
-        if k.endswith("running_var"):
-            a = 1.0 + 0.5 * np.abs(v)
-        elif k.endswith("running_mean") or k.endswith("bias"):
-            a = 0.05 * v
-        elif len(shape) == 1:
-            a = 1.0 + 0.1 * v
-        else:
-            a = v * math.sqrt(4.0 / float(np.prod(shape[1:])))
-        out[k] = torch.from_numpy(a.astype(np.float32).reshape(shape))
-    return out
 
 
 @pytest.fixture(scope="module")

@@ -386,23 +386,8 @@ def match_image(gt: ImageWords, det: ImageWords, max_polygons: int = MAX_POLYGON
                 round_gt: bool = True) -> ImageMatch:
     """Run CLEval's matching on one image (rules 1-9 of the module docstring).
 
-    Parameters are those of :func:`cleval_image`; :func:`cleval_image` turns the result
-    into scores, and :mod:`unclip_tuner.report.overlay` into per-word outcomes.
-
-    Parameters
-    ----------
-    gt : ImageWords
-        Ground truth; ``gt.dont_care`` marks don't-care words.
-    det : ImageWords
-        Detections in output order (only the first ``max_polygons`` count).
-    max_polygons : int
-        The baseline's cut on detections per image.
-    round_gt : bool
-        Round GT points half to even first, as the baseline's data loader does.
-
-    Returns
-    -------
-    ImageMatch
+    The parameters are those of :func:`cleval_image`, which turns the result into scores;
+    :mod:`unclip_tuner.report.overlay` turns it into per-word outcomes.
     """
     if max_polygons < 0:
         raise ValueError("max_polygons must be >= 0")
