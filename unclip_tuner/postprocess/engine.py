@@ -259,8 +259,8 @@ class FastEngine(_EngineBase):
     """
 
     def __init__(self, store: MapStore, metric: str = "cleval", jobs: int = 1,
-                 gt: Optional[Dataset] = None, memo_thresholds: int = 12,
-                 memo_geometries: int = 24, memo_scores: int = 512) -> None:
+                 gt: Optional[Dataset] = None, memo_thresholds: int = 32,
+                 memo_geometries: int = 48, memo_scores: int = 512) -> None:
         super().__init__(store, metric, jobs, gt, metric_engine="fast")
         self._limits = (memo_thresholds, memo_geometries, memo_scores)
         self._state: Dict[str, _ImageState] = {}
