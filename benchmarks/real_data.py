@@ -31,8 +31,8 @@ the script prints why and exits with status 0.
 
 Example::
 
-    python benchmarks/real_data.py --maps-from sroie_dev=/work/realmaps/sroie_dev \\
-        --maps-from icdar2015_test=/work/realmaps/icdar2015_test --trials 150
+    python benchmarks/real_data.py --maps-from sroie_dev=../realmaps/sroie_dev \\
+        --maps-from icdar2015_test=../realmaps/icdar2015_test --trials 150
 """
 
 from __future__ import annotations

@@ -25,8 +25,8 @@ and, with ``--real-maps DIR`` (repeatable), folders of real ``.npz`` maps with `
 
 Example::
 
-    python benchmarks/speed.py --baseline /work/baseline/baseline_code \\
-        --baseline-python /work/refenv/bin/python --real-maps /work/realmaps/sroie_dev \\
+    python benchmarks/speed.py --baseline ../baseline/baseline_code \\
+        --baseline-python ../refenv/bin/python --real-maps ../realmaps/sroie_dev \\
         --out benchmarks/results
 """
 

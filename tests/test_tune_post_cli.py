@@ -273,7 +273,10 @@ def test_resume_after_kill_9(tmp_path):
     for t in trials:
         redo = [u for u in trials if u.user_attrs.get("redo_of") == t.number]
         if t.state.name == "FAIL" and t.params:
-            assert len(redo) == 1 and redo[0].params == t.params
+            # a trial killed while sampling holds only some coordinates: those are kept,
+            # the rest are sampled again
+            assert len(redo) == 1
+            assert all(redo[0].params.get(k) == v for k, v in t.params.items())
         else:
             assert redo == []
     summary = study_of(cache / "tune" / journal.stem)
