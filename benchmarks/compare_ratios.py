@@ -129,16 +129,16 @@ def open_store(args, tmp: Path):
 
 
 def base_params(store, mode: str, params_file: Optional[str], sets: Sequence[str]):
-    from unclip_tuner.commands.inspect import load_params_file, parse_sets
-    from unclip_tuner.postprocess.params import PostProcessParams
+    from unclip_tuner.postprocess.params import (PostProcessParams, parse_assignments,
+                                                 read_params_file)
 
     d: Dict[str, Any] = dict(COMPETITION)
     meta = (getattr(store, "meta", None) or {}).get("params")
     if isinstance(meta, dict):
         d.update(meta)
     if params_file:
-        d.update(load_params_file(params_file))
-    d.update(parse_sets(list(sets)))
+        d.update(read_params_file(params_file))
+    d.update(parse_assignments(list(sets)))
     d["use_polygon"] = mode == "polygon"
     return PostProcessParams.from_dict(d)
 

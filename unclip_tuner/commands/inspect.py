@@ -42,78 +42,17 @@ def register(sub) -> None:
 # ------------------------------------------------------------------------------------
 # Parameters
 # ------------------------------------------------------------------------------------
-def parse_value(text: str) -> Any:
-    """A ``--set`` value: true/false, an integer, a float, or the text itself."""
-    t = text.strip()
-    if t.lower() in ("true", "yes", "on"):
-        return True
-    if t.lower() in ("false", "no", "off"):
-        return False
-    try:
-        return int(t)
-    except ValueError:
-        pass
-    try:
-        return float(t)
-    except ValueError:
-        return t
-
-
-def parse_sets(items: List[str]) -> Dict[str, Any]:
-    """``["thresh=0.2", ...]`` -> ``{"thresh": 0.2, ...}`` (``unclip_ratio`` sets both ratios)."""
-    out: Dict[str, Any] = {}
-    for item in items:
-        if "=" not in item:
-            raise CLIError(f"--set expects KEY=VALUE, got {item!r}")
-        key, value = item.split("=", 1)
-        key = key.strip()
-        if not key:
-            raise CLIError(f"--set expects KEY=VALUE, got {item!r}")
-        v = parse_value(value)
-        if key == "unclip_ratio":
-            out["box_unclip_ratio"] = v
-            out["polygon_unclip_ratio"] = v
-        else:
-            out[key] = v
-    return out
-
-
-def load_params_file(path: str) -> Dict[str, Any]:
-    """Read a parameter file: a flat mapping (``best.yaml``), or one under ``params:``."""
-    import yaml
-
-    p = Path(path)
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CLIError(f"{path}: parameter file not found") from None
-    except yaml.YAMLError as exc:
-        raise CLIError(f"{path}: not valid YAML/JSON ({str(exc).splitlines()[0]})") from None
-    if isinstance(data, dict) and isinstance(data.get("params"), dict):
-        data = data["params"]
-    if not isinstance(data, dict):
-        raise CLIError(f"{path}: expected a mapping of parameter names to values")
-    data = dict(data)
-    if "unclip_ratio" in data:
-        r = data.pop("unclip_ratio")
-        data.setdefault("box_unclip_ratio", r)
-        data.setdefault("polygon_unclip_ratio", r)
-    return data
-
-
 def resolve_params(store, params_file: Optional[str], sets: List[str]):
-    """Parameters from the cache's meta, then the file, then ``--set`` (later ones win)."""
-    from ..postprocess.params import PostProcessParams
+    """Parameters from the cache's meta (when no file is given), then the file, then
+    ``--set`` (later ones win)."""
+    from ..postprocess.params import PostProcessParams, params_from_sources
 
-    base: Dict[str, Any] = {}
     meta_params = (getattr(store, "meta", None) or {}).get("params")
-    if isinstance(meta_params, dict) and not params_file:
-        base.update(meta_params)
-    if params_file:
-        base.update(load_params_file(params_file))
-    base.update(parse_sets(sets))
     try:
-        return PostProcessParams.from_dict(base)
+        base = None
+        if isinstance(meta_params, dict) and not params_file:
+            base = PostProcessParams.from_dict(meta_params)
+        return params_from_sources(base, params_file, sets)
     except ValueError as exc:
         raise CLIError(str(exc)) from None
 

@@ -261,6 +261,62 @@ def _coerce(name: str, text: str) -> Any:
     return t
 
 
+def _expand_unclip_ratio(data: Dict[str, Any], override: bool) -> Dict[str, Any]:
+    """Map the one-ratio code version's ``unclip_ratio`` key onto both ratios.
+
+    With ``override`` (``--set unclip_ratio=...``) both ratios take the value; otherwise
+    (a parameter file) explicit ``box_unclip_ratio`` / ``polygon_unclip_ratio`` keys win.
+    """
+    if "unclip_ratio" in data:
+        r = data.pop("unclip_ratio")
+        for key in ("box_unclip_ratio", "polygon_unclip_ratio"):
+            if override:
+                data[key] = r
+            else:
+                data.setdefault(key, r)
+    return data
+
+
+def read_params_file(path) -> Dict[str, Any]:
+    """A parameter file as a dict: a flat mapping (``best.yaml`` of ``tune-post``, YAML or
+    JSON) or one under a top-level ``params:`` key; ``unclip_ratio`` sets both ratios.
+    """
+    import yaml
+
+    try:
+        with open(path, "r", encoding="utf-8") as fh:
+            data = yaml.safe_load(fh)
+    except FileNotFoundError:
+        raise ValueError(f"{path}: parameter file not found") from None
+    except OSError as exc:
+        raise ValueError(f"{path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: not valid YAML/JSON ({str(exc).splitlines()[0]})") from None
+    if isinstance(data, Mapping) and isinstance(data.get("params"), Mapping):
+        data = data["params"]
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{path}: expected a mapping of parameter names to values")
+    return _expand_unclip_ratio(dict(data), override=False)
+
+
+def parse_assignments(assignments) -> Dict[str, Any]:
+    """``["thresh=0.22", "use_polygon=true"]`` -> typed ``{name: value}``.
+
+    Values are converted to the field's type; ``unclip_ratio=...`` sets both ratios.
+    """
+    changes: Dict[str, Any] = {}
+    for a in assignments:
+        key, sep, value = a.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ValueError(f"--set expects KEY=VALUE, got {a!r}")
+        if key == "unclip_ratio":
+            changes[key] = _coerce("polygon_unclip_ratio", value)
+        else:
+            changes[key] = _coerce(key, value)
+    return _expand_unclip_ratio(changes, override=True)
+
+
 def params_from_sources(base: "PostProcessParams | None" = None, params_file=None,
                         assignments=()) -> PostProcessParams:
     """Parameters from a YAML/JSON file and ``name=value`` assignments, in that order.
@@ -270,31 +326,12 @@ def params_from_sources(base: "PostProcessParams | None" = None, params_file=Non
     base : PostProcessParams, optional
         Starting point (the defaults when omitted).
     params_file : path, optional
-        A mapping of parameter names to values (``best.yaml`` as ``tune-post`` writes it; a
-        top-level ``params:`` key is also accepted).
+        See :func:`read_params_file`.
     assignments : sequence of str
-        ``name=value`` overrides (``--set thresh=0.22``).
+        ``name=value`` overrides (``--set thresh=0.22``), see :func:`parse_assignments`.
     """
     p = base if base is not None else PostProcessParams()
     if params_file is not None:
-        import yaml
-
-        try:
-            with open(params_file, "r", encoding="utf-8") as fh:
-                data = yaml.safe_load(fh)
-        except OSError as exc:
-            raise ValueError(f"{params_file}: {exc.strerror}") from None
-        except yaml.YAMLError as exc:
-            raise ValueError(f"{params_file}: not valid YAML ({exc})") from None
-        if isinstance(data, Mapping) and isinstance(data.get("params"), Mapping):
-            data = data["params"]
-        if not isinstance(data, Mapping):
-            raise ValueError(f"{params_file}: expected a mapping of parameter names to values")
-        p = p.replace(**dict(data))
-    changes: Dict[str, Any] = {}
-    for a in assignments:
-        if "=" not in a:
-            raise ValueError(f"expected name=value, got {a!r}")
-        k, v = a.split("=", 1)
-        changes[k.strip()] = _coerce(k.strip(), v)
+        p = p.replace(**read_params_file(params_file))
+    changes = parse_assignments(assignments)
     return p.replace(**changes) if changes else p
