@@ -9,7 +9,7 @@ readers must not.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, Iterator, List, Optional
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -66,3 +66,21 @@ class Dataset(Dict[str, ImageWords]):
 
     def iter_items(self) -> Iterator[tuple]:
         return iter(self.items())
+
+
+def pack_polygons(polys: Sequence[np.ndarray], dtype=np.float64) -> Tuple[np.ndarray, np.ndarray]:
+    """Concatenate polygons for the Numba kernels.
+
+    Returns
+    -------
+    coords : ndarray, shape (N, 2)
+        Every polygon's points, contiguous, of ``dtype``.
+    offsets : ndarray of int64, shape (n + 1,)
+        Polygon ``i`` is ``coords[offsets[i]:offsets[i + 1]]``.
+    """
+    offsets = np.zeros(len(polys) + 1, dtype=np.int64)
+    if len(polys) == 0:
+        return np.zeros((0, 2), dtype=dtype), offsets
+    offsets[1:] = np.cumsum([len(p) for p in polys])
+    coords = np.concatenate([np.asarray(p).reshape(-1, 2) for p in polys], axis=0)
+    return np.ascontiguousarray(coords, dtype=dtype), offsets

@@ -28,6 +28,7 @@ from typing import Dict, Mapping, Tuple
 import numpy as np
 
 from ..io.types import ImageWords
+from ..io.types import pack_polygons as pack
 from . import _cleval_kernels as K
 from .base import ImageScore
 from .cleval_reference import (MAX_POLYGONS, MIN_POINTS, aspect_ratio, fp_char_count,
@@ -42,14 +43,7 @@ _EMPTY_I = np.zeros(1, dtype=np.int64)
 
 def pack_polygons(words: ImageWords) -> Tuple[np.ndarray, np.ndarray]:
     """``(coords, offsets)`` of an image's polygons: ``(N, 2)`` float64 and ``(n + 1)`` int64."""
-    polys = words.polygons
-    offsets = np.zeros(len(polys) + 1, dtype=np.int64)
-    if polys:
-        offsets[1:] = np.cumsum([p.shape[0] for p in polys])
-        coords = np.ascontiguousarray(np.concatenate(polys, axis=0), dtype=np.float64)
-    else:
-        coords = np.zeros((0, 2), dtype=np.float64)
-    return coords, offsets
+    return pack(words.polygons)
 
 
 @dataclass

@@ -37,7 +37,7 @@ import shapely
 from numba import njit
 from shapely.geometry import Polygon
 
-from ..io.types import ImageWords
+from ..io.types import ImageWords, pack_polygons
 from .base import ImageScore
 
 __all__ = ["OFFICIAL", "IOU_THRESHOLD", "AREA_PRECISION_THRESHOLD", "evaluate_image",
@@ -331,17 +331,6 @@ def _greedy_match(iou: np.ndarray, gcare: np.ndarray, dcare: np.ndarray,
     return matched
 
 
-def _pack(polys: Sequence[np.ndarray]) -> Tuple[np.ndarray, np.ndarray]:
-    """Concatenate polygons into one ``(N, 2)`` array plus start offsets."""
-    starts = np.zeros(len(polys) + 1, dtype=np.int64)
-    if polys:
-        starts[1:] = np.cumsum([p.shape[0] for p in polys])
-        xy = np.ascontiguousarray(np.concatenate(polys, axis=0), dtype=np.float64)
-    else:
-        xy = np.zeros((0, 2), dtype=np.float64)
-    return xy, starts
-
-
 def evaluate_image(gt: ImageWords, det: ImageWords) -> ImageScore:
     """Score one image with the IoU protocol (fast path, same counts as the reference).
 
@@ -366,8 +355,8 @@ def evaluate_image(gt: ImageWords, det: ImageWords) -> ImageScore:
     d_area = d_area_all[d_ok]
     ng, nd = len(gt_polys), len(det_polys)
 
-    gxy, gstart = _pack(gt_polys)
-    dxy, dstart = _pack(det_polys)
+    gxy, gstart = pack_polygons(gt_polys)
+    dxy, dstart = pack_polygons(det_polys)
     inter = _intersections(gxy, gstart, dxy, dstart)
     todo = np.argwhere(np.isnan(inter))
     if len(todo):

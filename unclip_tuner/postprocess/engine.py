@@ -359,15 +359,4 @@ class FastEngine(_EngineBase):
             return score
 
 
-def pack_polygons(polys: List[np.ndarray]) -> Tuple[np.ndarray, np.ndarray]:
-    """Concatenate polygons into ``(coords (N, 2) float64, offsets (n+1,) int64)``."""
-    offsets = np.zeros(len(polys) + 1, dtype=np.int64)
-    if polys:
-        offsets[1:] = np.cumsum([len(p) for p in polys])
-        coords = np.concatenate([np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in polys])
-    else:
-        coords = np.zeros((0, 2), dtype=np.float64)
-    return coords, offsets
-
-
 from .fast import build_candidates, unclip_all  # noqa: E402  (kernels module)

@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 from numba import njit
 
+from ..io.types import pack_polygons
 from .offset import OFFSET_EMPTY, OFFSET_OK, offset_polygon, unclip_distance
 from .params import PostProcessParams
 from .raster import box_score_fast, box_score_slow
@@ -414,14 +415,6 @@ def unclip_boxes(pts, todo, ratio, matrix, min_side):
 # ------------------------------------------------------------------------------------
 # Python drivers used by the engine
 # ------------------------------------------------------------------------------------
-def _pack_contours(contours) -> Tuple[np.ndarray, np.ndarray]:
-    offs = np.zeros(len(contours) + 1, dtype=np.int64)
-    if not contours:
-        return np.zeros((0, 2), np.int64), offs
-    offs[1:] = np.cumsum([len(c) for c in contours])
-    return np.concatenate([c.reshape(-1, 2) for c in contours]).astype(np.int64), offs
-
-
 def build_candidates(prob: np.ndarray, p: PostProcessParams):
     """Stage 1 of the engine: contours -> candidates with scores, for one image.
 
@@ -436,7 +429,7 @@ def build_candidates(prob: np.ndarray, p: PostProcessParams):
         bitmap = dilate_2x2(bitmap)
     contours = find_contours(bitmap)
     n = len(contours)
-    cxy, coffs = _pack_contours(contours)
+    cxy, coffs = pack_polygons(contours, dtype=np.int64)
     slow = p.score_mode == "slow"
     if p.use_polygon:
         eps = np.array([0.002 * cv2.arcLength(c.reshape(-1, 1, 2), True) for c in contours],
