@@ -207,6 +207,10 @@ class CLEvalScorer:
         coords, offsets = pack_polygons(det)
         return self.score_packed(name, coords, offsets)
 
+    def __call__(self, name: str, det: ImageWords) -> ImageScore:
+        """Same as :meth:`score`: a scorer is the ``image_scorer`` callable itself."""
+        return self.score(name, det)
+
     def score_packed(self, name: str, coords: np.ndarray, offsets: np.ndarray) -> ImageScore:
         """Score detections given as packed arrays (the post-processor's output form).
 

@@ -268,9 +268,8 @@ class FastEngine(_EngineBase):
         self.stats = {"fallback": 0, "unclipped": 0, "candidates_built": 0, "scored": 0,
                       "score_memo_hits": 0}
         self._stats_lock = threading.Lock()
-        self._packed_scorer = getattr(self._scorer, "__self__", None)
-        if self._packed_scorer is not None and not hasattr(self._packed_scorer, "score_packed"):
-            self._packed_scorer = None
+        # the fast CLEval scorer takes the packed polygons directly
+        self._packed_scorer = self._scorer if hasattr(self._scorer, "score_packed") else None
 
     def clear(self) -> None:
         """Forget every memoised stage."""
