@@ -36,6 +36,7 @@ _SHOWN = ("thresh", "box_thresh", "use_polygon")
 
 def register(sub) -> None:
     from ..metrics import METRICS
+    from .tune_post import add_jobs_argument, add_space_arguments
 
     p = sub.add_parser(
         "compare", help="compare detectors fairly: tune each cache, score all on held-out images",
@@ -58,15 +59,8 @@ def register(sub) -> None:
                    help="seed of the split, the samplers and the bootstrap (default 0)")
     p.add_argument("--metric", default="cleval", choices=list(METRICS),
                    help="objective and comparison metric (default cleval)")
-    p.add_argument("--mode", choices=["polygon", "box"],
-                   help="decoder mode searched (default polygon)")
-    p.add_argument("--space", metavar="YAML", help="search space file, as for tune-post")
-    p.add_argument("--param", action="append", default=[], metavar="NAME[=LOW:HIGH:STEP]",
-                   help="search NAME over a grid, as for tune-post; repeatable")
-    p.add_argument("--fix", action="append", default=[], metavar="NAME=VALUE",
-                   help="hold NAME at VALUE in every searched trial, as for tune-post; repeatable")
-    p.add_argument("--jobs", type=int, default=max(1, min(8, os.cpu_count() or 1)),
-                   help="threads over images inside a trial (default: the CPU count, at most 8)")
+    add_space_arguments(p)
+    add_jobs_argument(p)
     p.add_argument("--bootstrap", type=int, default=2000, metavar="N",
                    help="bootstrap resamples (default 2000)")
     p.add_argument("--out", metavar="DIR",

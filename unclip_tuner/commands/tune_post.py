@@ -27,6 +27,24 @@ _KERNEL_MODULES = ("unclip_tuner.postprocess.fast", "unclip_tuner.postprocess.ra
                    "unclip_tuner.metrics.geometry")
 
 
+def add_space_arguments(p) -> None:
+    """The search-space options shared by ``tune-post`` and ``compare``."""
+    p.add_argument("--mode", choices=["polygon", "box"],
+                   help="decoder mode searched; only its unclip ratio is searched (default polygon)")
+    p.add_argument("--space", metavar="YAML", help="search space file (see the documentation)")
+    p.add_argument("--param", action="append", default=[], metavar="NAME[=LOW:HIGH:STEP]",
+                   help="search NAME over a grid (or choices a,b); repeatable. Opt-in: "
+                        "max_candidates, use_dilation, score_mode")
+    p.add_argument("--fix", action="append", default=[], metavar="NAME=VALUE",
+                   help="hold NAME at VALUE in every searched trial; repeatable")
+
+
+def add_jobs_argument(p) -> None:
+    """``--jobs``: threads over images inside a trial (one level of parallelism)."""
+    p.add_argument("--jobs", type=int, default=max(1, min(8, os.cpu_count() or 1)),
+                   help="threads over images inside a trial (default: the CPU count, at most 8)")
+
+
 def register(sub) -> None:
     from ..metrics import METRICS
     from ..report.export import TARGETS
@@ -41,22 +59,14 @@ def register(sub) -> None:
                    help="complete trials wanted in the study, the first included (default 300)")
     p.add_argument("--metric", default="cleval", choices=list(METRICS),
                    help="objective: this metric's dataset H-Mean (default cleval)")
-    p.add_argument("--mode", choices=["polygon", "box"],
-                   help="decoder mode searched; only its unclip ratio is searched (default polygon)")
-    p.add_argument("--space", metavar="YAML", help="search space file (see the documentation)")
-    p.add_argument("--param", action="append", default=[], metavar="NAME[=LOW:HIGH:STEP]",
-                   help="search NAME over a grid (or choices a,b); repeatable. Opt-in: "
-                        "max_candidates, use_dilation, score_mode")
-    p.add_argument("--fix", action="append", default=[], metavar="NAME=VALUE",
-                   help="hold NAME at VALUE in every searched trial; repeatable")
+    add_space_arguments(p)
     p.add_argument("--target", choices=list(TARGETS),
                    help="code version for the paste line (default: the cache's, else karmakaryx)")
     p.add_argument("--holdout", type=float, default=0.0, metavar="FRACTION",
                    help="share of images kept out of the search and used to check the result "
                         "with bootstrap intervals (e.g. 0.3; default 0)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampler and the holdout split")
-    p.add_argument("--jobs", type=int, default=max(1, min(8, os.cpu_count() or 1)),
-                   help="threads over images inside a trial (default: the CPU count, at most 8)")
+    add_jobs_argument(p)
     p.add_argument("--storage", metavar="URL",
                    help="database shared by several tune-post workers (postgresql://...); "
                         "default: a journal file in the cache folder")
