@@ -7,7 +7,9 @@ parameter change, the way a search visits them:
 * **cold thresh**: a threshold never seen (contours, approximation, scores, unclip, metric);
 * **new ratio**: a new unclip ratio at a seen threshold (unclip, metric);
 * **new box_thresh**: only the box threshold changes (a filter, then the metric where the
-  kept set changed), by 0.05 and then by one grid step (0.01).
+  kept set changed), by +0.05 and then by one grid step (+0.01); then by -0.05 below every
+  box_thresh seen so far, where the candidates kept for the first time are also unclipped
+  (the engine unclips a candidate the first time a box_thresh keeps it).
 
 The reference path (our plain reference decoder + plain reference CLEval, both proven
 identical to the baseline) is timed on a sample of images and scaled to the full set; the
@@ -78,6 +80,9 @@ def main(argv=None) -> int:
         ("new ratio", base.replace(thresh=0.25, polygon_unclip_ratio=1.85)),
         ("new box_thresh", base.replace(thresh=0.25, polygon_unclip_ratio=1.85, box_thresh=0.55)),
         ("box_thresh +.01", base.replace(thresh=0.25, polygon_unclip_ratio=1.85, box_thresh=0.56)),
+        # lower than any box_thresh seen at this (thresh, ratio): the newly kept candidates
+        # are unclipped now (a candidate is unclipped the first time one is kept)
+        ("box_thresh -.05", base.replace(thresh=0.25, polygon_unclip_ratio=1.85, box_thresh=0.45)),
     ]
 
     fast = FastEngine(store, jobs=args.jobs)

@@ -199,3 +199,94 @@ def test_real_maps_fast_equals_reference(real_maps):
         assert abs(ref.evaluate(params).hmean - fast.evaluate(params).hmean) <= H_TOL
     assert n > 500
     print(f"real maps: {n} detections, {fast.stats['fallback']} fallbacks of {fast.stats['unclipped']} unclips")
+
+
+@pytest.mark.parametrize("use_polygon", [True, False], ids=["poly", "box"])
+def test_unclip_memo_fills_lazily_as_box_thresh_moves(store, use_polygon):
+    """Only kept candidates are unclipped; walking box_thresh down, up and down again on
+    one engine (so later steps mix memoised and newly unclipped candidates) decodes and
+    scores exactly as the reference at every step."""
+    fast = FastEngine(store, jobs=2)
+    ref = ReferenceEngine(store)
+    base = PostProcessParams(thresh=0.3, use_polygon=use_polygon)
+    n_candidates = 0
+    for k, bt in enumerate((0.75, 0.6, 0.7, 0.45, 0.55, 0.3)):
+        p = base.replace(box_thresh=bt)
+        _check_decodes(fast, store, p)
+        a, b = ref.evaluate(p), fast.evaluate(p)
+        assert abs(a.hmean - b.hmean) <= H_TOL
+        if k == 0:
+            n_candidates = sum(len(next(iter(st.candidates.values())).scores)
+                               for st in fast._state.values())
+            kept = sum(len(next(iter(st.candidates.values())).kept(bt, base.max_candidates))
+                       for st in fast._state.values())
+            # the first, strict box_thresh unclips its kept candidates and nothing more
+            assert fast.stats["unclipped"] == kept < n_candidates
+    # each candidate was unclipped at most once over the whole walk
+    assert fast.stats["unclipped"] <= n_candidates
+    fast.close()
+
+
+def test_thread_errors_reach_the_caller(store):
+    fast = FastEngine(store, jobs=2)
+    seen = []
+
+    def boom(name):
+        seen.append(name)
+        raise RuntimeError(f"failed on {name}")
+
+    with pytest.raises(RuntimeError, match="failed on"):
+        fast._map(boom, store.names())
+    # the threads stop after the first error instead of running every item
+    assert 1 <= len(seen) <= 2
+    assert fast._map(lambda n: n.upper(), store.names()) == [n.upper() for n in store.names()]
+    fast.close()
+
+
+def test_arc_lengths_kernel_matches_opencv():
+    """Bit-equal to cv2.arcLength(closed=True) (the same code in OpenCV 4.8.1 and 5.0) on
+    real contours of synthetic maps and on random integer rings, including long jumps."""
+    import cv2
+
+    from unclip_tuner.postprocess.fast import arc_lengths
+    from unclip_tuner.postprocess.reference import find_contours_packed
+
+    rng = np.random.default_rng(17)
+    rings = []
+    for _ in range(10):
+        prob, _, _ = synthetic_page(rng, size=256, n_words=12)
+        cxy, coffs = find_contours_packed((prob > np.float32(0.3)).view(np.uint8))
+        rings += [cxy[coffs[i]:coffs[i + 1]] for i in range(len(coffs) - 1)]
+    for _ in range(500):
+        rings.append(rng.integers(-3000, 3000, size=(int(rng.integers(1, 40)), 2)))
+    cxy = np.concatenate(rings).astype(np.int64)
+    coffs = np.zeros(len(rings) + 1, np.int64)
+    np.cumsum([len(r) for r in rings], out=coffs[1:])
+    got = arc_lengths(cxy, coffs)
+    want = np.array([cv2.arcLength(r.astype(np.int32).reshape(-1, 1, 2), True) for r in rings])
+    assert np.array_equal(got, want)  # tolerance: none, bit-equal float64
+
+
+def test_threshold_kernel_matches_float32_comparison():
+    from unclip_tuner.postprocess.fast import threshold_u8
+    from unclip_tuner.postprocess.reference import binarize
+
+    rng = np.random.default_rng(3)
+    prob = rng.random((97, 131), dtype=np.float32)
+    prob[0, :5] = [0.3, np.nextafter(np.float32(0.3), 1), np.float32(0.30000001), 0.0, 1.0]
+    for t in (0.3, 0.1, 0.55, 0.30000001):
+        want = binarize(prob, t).astype(np.uint8) * 255
+        assert np.array_equal(threshold_u8(prob, np.float32(t)), want)
+
+
+def test_packed_contours_match_contour_list():
+    from unclip_tuner.postprocess.reference import find_contours_packed
+
+    rng = np.random.default_rng(9)
+    prob, _, _ = synthetic_page(rng, size=256, n_words=20)
+    bitmap = prob > np.float32(0.3)
+    listed = find_contours(bitmap)
+    cxy, coffs = find_contours_packed(bitmap.view(np.uint8) * np.uint8(255))
+    assert len(listed) == len(coffs) - 1 > 0
+    for i, c in enumerate(listed):
+        assert np.array_equal(cxy[coffs[i]:coffs[i + 1]], c)

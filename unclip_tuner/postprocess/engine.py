@@ -33,6 +33,7 @@ parallelism: never call ``evaluate`` from inside another thread pool.
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
@@ -83,12 +84,37 @@ class _EngineBase:
 
     # -- helpers ---------------------------------------------------------------------
     def _map(self, fn, items: Sequence):
+        """``[fn(x) for x in items]``, spread over ``jobs`` threads.
+
+        Each thread pulls the next item from a shared counter until none is left, so the
+        threads stay busy without one future per item; after an error the other threads
+        stop at their next item and the error is raised here.
+        """
         if self.jobs == 1 or len(items) < 2:
             return [fn(x) for x in items]
         if self._pool is None:
             _limit_opencv_threads()
             self._pool = ThreadPoolExecutor(self.jobs, thread_name_prefix="unclip-tuner")
-        return list(self._pool.map(fn, items))
+        n = len(items)
+        results: list = [None] * n
+        counter = itertools.count()
+        failed: list = []
+
+        def worker() -> None:
+            while not failed:
+                i = next(counter)  # atomic under the GIL
+                if i >= n:
+                    return
+                try:
+                    results[i] = fn(items[i])
+                except BaseException:
+                    failed.append(i)
+                    raise
+
+        futures = [self._pool.submit(worker) for _ in range(min(self.jobs, n))]
+        for f in futures:
+            f.result()
+        return results
 
     def _select(self, images: Optional[Sequence[str]]) -> List[str]:
         if images is None:
@@ -181,31 +207,40 @@ class _Candidates:
         return np.flatnonzero(sel)
 
 
-@dataclass
 class _Unclipped:
-    """Every candidate of one image unclipped at one ratio, mapped to image space.
+    """The candidates of one image unclipped at one ratio and mapped to image space, each
+    computed the first time a ``box_thresh`` keeps it.
 
-    Candidate ``i``'s polygon is ``coords[offsets[i]:offsets[i+1]]`` (int16) when
-    ``valid[i]``; dropped candidates (failed unclip, too small) have empty slices.
+    ``state[i]`` is -1 while candidate ``i`` has not been unclipped, then 1 when it
+    survives (its int16 polygon is ``coords[start[i]:start[i] + length[i]]``) or 0 when the
+    unclip or the size filter drops it. Keeping is monotone in ``box_thresh``, so a search
+    only ever unclips candidates that some trial kept.
     """
 
-    coords: np.ndarray
-    offsets: np.ndarray
-    valid: np.ndarray
+    def __init__(self, n: int) -> None:
+        self.state = np.full(n, -1, dtype=np.int8)
+        self.start = np.zeros(n, dtype=np.int64)
+        self.length = np.zeros(n, dtype=np.int64)
+        self.coords = np.zeros((0, 2), dtype=np.int16)
+
+    def missing(self, idx: np.ndarray) -> np.ndarray:
+        """The candidates of ``idx`` not unclipped yet."""
+        return idx[self.state[idx] < 0]
+
+    def add(self, todo: np.ndarray, coords: np.ndarray, offsets: np.ndarray,
+            valid: np.ndarray) -> None:
+        """Record the results of candidates ``todo``, packed as :func:`unclip_all` gives them."""
+        base = self.coords.shape[0]
+        if coords.shape[0]:
+            self.coords = np.concatenate([self.coords, coords])
+        self.start[todo] = base + offsets[:-1]
+        self.length[todo] = np.diff(offsets)
+        self.state[todo] = valid
 
     def select(self, idx: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-        idx = idx[self.valid[idx]]
-        return _gather(self.coords, self.offsets, idx)
-
-
-def _gather(coords: np.ndarray, offsets: np.ndarray, idx: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-    lengths = offsets[idx + 1] - offsets[idx]
-    out_offs = np.zeros(len(idx) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=out_offs[1:])
-    if len(idx) == 0:
-        return np.zeros((0, 2), np.float64), out_offs
-    rows = np.repeat(offsets[idx] - out_offs[:-1], lengths) + np.arange(out_offs[-1])
-    return coords[rows].astype(np.float64), out_offs
+        """Packed float64 polygons of the surviving candidates of ``idx`` (all computed)."""
+        idx = idx[self.state[idx] == 1]
+        return gather_polygons(self.coords, self.start[idx], self.length[idx])
 
 
 class _LRU(OrderedDict):
@@ -310,17 +345,21 @@ class FastEngine(_EngineBase):
 
     # -- stage 2: unclip + size filter + mapping ----------------------------------------------
     def _unclipped(self, name: str, st: _ImageState, p: PostProcessParams,
-                   cand: _Candidates) -> _Unclipped:
+                   cand: _Candidates, idx: np.ndarray) -> _Unclipped:
+        """The unclip memo at ``p``'s ratio, completed for the kept candidates ``idx``."""
         ratio = p.polygon_unclip_ratio if p.use_polygon else p.box_unclip_ratio
         key = (self._cand_key(p), _f64_key(ratio))
         unc = st.unclipped.lookup(key)
         if unc is None:
+            unc = _Unclipped(len(cand.scores))
+            st.unclipped.store(key, unc)
+        todo = unc.missing(idx)
+        if len(todo):
             if st.matrix is None:
                 self._load(name, st)
-            coords, offs, valid, n_fallback = unclip_all(cand, ratio, st.matrix, p)
-            unc = _Unclipped(coords, offs, valid)
-            st.unclipped.store(key, unc)
-            self._count("unclipped", len(valid))
+            coords, offs, valid, n_fallback = unclip_all(cand, todo, ratio, st.matrix, p)
+            unc.add(todo, coords, offs, valid)
+            self._count("unclipped", len(todo))
             if n_fallback:
                 self._count("fallback", n_fallback)
         return unc
@@ -331,7 +370,7 @@ class FastEngine(_EngineBase):
         with st.lock:
             cand = self._candidates(name, st, params)
             idx = cand.kept(params.box_thresh, params.max_candidates)
-            coords, offs = self._unclipped(name, st, params, cand).select(idx)
+            coords, offs = self._unclipped(name, st, params, cand, idx).select(idx)
         return _polygons_to_words([coords[offs[i]:offs[i + 1]] for i in range(len(offs) - 1)])
 
     def score_image(self, params: PostProcessParams, name: str) -> ImageScore:
@@ -347,7 +386,7 @@ class FastEngine(_EngineBase):
             if hit is not None:
                 self._count("score_memo_hits")
                 return hit
-            coords, offs = self._unclipped(name, st, params, cand).select(idx)
+            coords, offs = self._unclipped(name, st, params, cand, idx).select(idx)
             if self._packed_scorer is not None:
                 score = self._packed_scorer.score_packed(name, coords, offs)
             else:
@@ -358,4 +397,4 @@ class FastEngine(_EngineBase):
             return score
 
 
-from .fast import build_candidates, unclip_all  # noqa: E402  (kernels module)
+from .fast import build_candidates, gather_polygons, unclip_all  # noqa: E402  (kernels module)

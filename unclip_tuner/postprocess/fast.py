@@ -26,7 +26,6 @@ import cv2
 import numpy as np
 from numba import njit
 
-from ..io.types import pack_polygons
 from .offset import OFFSET_EMPTY, OFFSET_OK, offset_polygon, unclip_distance
 from .params import PostProcessParams
 from .raster import box_score_fast, box_score_slow
@@ -190,6 +189,66 @@ def approx_poly_dp(px, py, epsilon):
     for k in range(new_count):
         out[k, 0] = ox[k]
         out[k, 1] = oy[k]
+    return out
+
+
+@njit(cache=True, nogil=True)
+def threshold_u8(prob, thresh):
+    """The bitmap ``prob > float32(thresh)`` as the uint8 0/255 image ``findContours`` reads.
+
+    Parameters
+    ----------
+    prob : float32 (H, W)
+    thresh : float32
+
+    Returns
+    -------
+    uint8 (H, W)
+    """
+    h, w = prob.shape
+    out = np.empty((h, w), np.uint8)
+    for i in range(h):
+        for j in range(w):
+            out[i, j] = 255 if prob[i, j] > thresh else 0
+    return out
+
+
+@njit(cache=True, nogil=True)
+def arc_lengths(cxy, coffs):
+    """OpenCV 4.8.1 ``arcLength(contour, closed=True)`` of every packed integer contour.
+
+    As OpenCV: the points are converted to float32, each step's ``dx*dx + dy*dy`` and its
+    square root are float32, and the lengths are summed in float64 starting with the
+    closing edge (last point to first).
+
+    Parameters
+    ----------
+    cxy : int64 (N, 2)
+    coffs : int64 (n + 1,)
+
+    Returns
+    -------
+    float64 (n,)
+    """
+    n = coffs.shape[0] - 1
+    out = np.zeros(n, np.float64)
+    for k in range(n):
+        a = coffs[k]
+        b = coffs[k + 1]
+        if b - a <= 1:
+            continue
+        px = np.float32(cxy[b - 1, 0])
+        py = np.float32(cxy[b - 1, 1])
+        total = 0.0
+        for i in range(a, b):
+            x = np.float32(cxy[i, 0])
+            y = np.float32(cxy[i, 1])
+            dx = x - px
+            dy = y - py
+            total += np.float64(np.sqrt(dx * dx + dy * dy))
+            px = x
+            py = y
+        out[k] = total
     return out
 
 
@@ -412,6 +471,28 @@ def unclip_boxes(pts, todo, ratio, matrix, min_side):
     return status, out
 
 
+@njit(cache=True, nogil=True)
+def gather_polygons(coords, start, length):
+    """Pack the polygons ``coords[start[k]:start[k] + length[k]]`` as float64.
+
+    Returns
+    -------
+    out : float64 (sum(length), 2)
+    offsets : int64 (len(start) + 1,)
+    """
+    n = start.shape[0]
+    offs = np.zeros(n + 1, np.int64)
+    for k in range(n):
+        offs[k + 1] = offs[k] + length[k]
+    out = np.empty((offs[n], 2), np.float64)
+    for k in range(n):
+        a = start[k]
+        for j in range(length[k]):
+            out[offs[k] + j, 0] = coords[a + j, 0]
+            out[offs[k] + j, 1] = coords[a + j, 1]
+    return out, offs
+
+
 # ------------------------------------------------------------------------------------
 # Python drivers used by the engine
 # ------------------------------------------------------------------------------------
@@ -422,18 +503,17 @@ def build_candidates(prob: np.ndarray, p: PostProcessParams):
     ``box_thresh`` test and the ``max_candidates`` cut are left to the caller.
     """
     from .engine import _Candidates
-    from .reference import binarize, dilate_2x2, find_contours
+    from .reference import binarize, dilate_2x2, find_contours_packed
 
-    bitmap = binarize(prob, p.thresh)
     if p.use_dilation:
-        bitmap = dilate_2x2(bitmap)
-    contours = find_contours(bitmap)
-    n = len(contours)
-    cxy, coffs = pack_polygons(contours, dtype=np.int64)
+        img = dilate_2x2(binarize(prob, p.thresh)).view(np.uint8) * np.uint8(255)
+    else:
+        img = threshold_u8(prob, np.float32(p.thresh))
+    cxy, coffs = find_contours_packed(img)
+    n = coffs.shape[0] - 1
     slow = p.score_mode == "slow"
     if p.use_polygon:
-        eps = np.array([0.002 * cv2.arcLength(c.reshape(-1, 1, 2), True) for c in contours],
-                       dtype=np.float64)
+        eps = 0.002 * arc_lengths(cxy, coffs)
         pts, offs, idx, scores = polygon_candidates(prob, cxy, coffs, eps, slow)
     else:
         pts, offs, idx, scores = box_candidates(prob, cxy, coffs, float(p.min_size), slow)
@@ -445,25 +525,37 @@ def _exact_short_side(box: np.ndarray) -> float:
     return float(short_side(b))
 
 
-def unclip_all(cand, ratio: float, matrix: np.ndarray,
+def unclip_all(cand, todo: np.ndarray, ratio: float, matrix: np.ndarray,
                p: PostProcessParams) -> Tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """Stage 2 of the engine: unclip + size filter + mapping of every candidate.
+    """Stage 2 of the engine: unclip + size filter + mapping of the candidates ``todo``.
+
+    Parameters
+    ----------
+    cand : engine candidates of one image
+    todo : ndarray of int64
+        Candidate indices to process.
+    ratio : float
+        Unclip ratio.
+    matrix : ndarray (3, 3)
+        Network-to-image matrix.
+    p : PostProcessParams
+        Mode and ``min_size``.
 
     Returns
     -------
     coords : int16 (M, 2)
         Image-space polygons, packed.
-    offsets : int64 (n + 1,)
-        Candidate ``i`` is ``coords[offsets[i]:offsets[i+1]]`` (empty when dropped).
-    valid : bool (n,)
+    offsets : int64 (len(todo) + 1,)
+        ``todo[k]``'s polygon is ``coords[offsets[k]:offsets[k+1]]`` (empty when dropped).
+    valid : bool (len(todo),)
         Which candidates survive.
     n_fallback : int
         Candidates whose offset pyclipper computed (the offset kernel's fallback).
     """
     from .reference import map_to_image, unclip_reference
 
-    n = len(cand.scores)
-    todo = np.arange(n, dtype=np.int64)
+    todo = np.ascontiguousarray(todo, dtype=np.int64)
+    n = len(todo)
     min_side = float(p.min_size + 2)
     if p.use_polygon:
         status, out, out_offs = unclip_polygons(cand.points, cand.offsets, todo, float(ratio),
@@ -482,7 +574,8 @@ def unclip_all(cand, ratio: float, matrix: np.ndarray,
         return out, out_offs, valid, 0
     # finish the candidates the offset kernel handed back with pyclipper, then re-pack
     polys = [out[out_offs[i]:out_offs[i + 1]] for i in range(n)]
-    for c in fallback:
+    for k in fallback:
+        c = todo[k]
         pts = cand.points[cand.offsets[c]:cand.offsets[c + 1]]
         pts = pts.astype(np.int64) if p.use_polygon else pts.astype(np.float32)
         expanded = unclip_reference(pts, ratio)
@@ -496,8 +589,8 @@ def unclip_all(cand, ratio: float, matrix: np.ndarray,
                 if sside >= min_side:
                     res = map_to_image(box, matrix)
         if res is not None:
-            polys[c] = res
-            valid[c] = True
+            polys[k] = res
+            valid[k] = True
     offs = np.zeros(n + 1, dtype=np.int64)
     np.cumsum([len(q) for q in polys], out=offs[1:])
     coords = np.concatenate(polys).astype(np.int16) if offs[-1] else np.zeros((0, 2), np.int16)

@@ -590,8 +590,30 @@ def find_contours(bitmap: np.ndarray) -> List[np.ndarray]:
     and 5.0).
     """
     img = np.ascontiguousarray(bitmap, dtype=np.uint8) * np.uint8(255)
-    contours, _ = cv2.findContours(img, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
-    return [c.reshape(-1, 2) for c in contours]
+    return [c.reshape(-1, 2) for c in _opencv_contours(img)]
+
+
+def find_contours_packed(image: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """:func:`find_contours` of a uint8 image (non-zero = set), packed for the kernels.
+
+    Returns
+    -------
+    points : int64 (N, 2)
+        Every contour's points, in OpenCV's contour order.
+    offsets : int64 (n + 1,)
+        Contour ``i`` is ``points[offsets[i]:offsets[i + 1]]``.
+    """
+    contours = _opencv_contours(image)
+    offsets = np.zeros(len(contours) + 1, dtype=np.int64)
+    if not contours:
+        return np.zeros((0, 2), dtype=np.int64), offsets
+    np.cumsum([len(c) for c in contours], out=offsets[1:])
+    return np.concatenate(contours).reshape(-1, 2).astype(np.int64), offsets
+
+
+def _opencv_contours(image: np.ndarray):
+    contours, _ = cv2.findContours(image, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
+    return contours
 
 
 def map_to_image(points, matrix: np.ndarray) -> np.ndarray:
