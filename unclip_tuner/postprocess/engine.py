@@ -15,7 +15,8 @@ parameter                              work it invalidates (per image)
 ``thresh``, ``use_dilation``,          bitmap -> contours -> approximated polygons (or
 ``score_mode``, ``use_polygon``        min-area boxes) -> box scores: the *candidates*
 ``max_candidates``                     nothing: a prefix cut of the candidates
-``box_thresh``                         nothing: a filter of the candidates' scores
+``box_thresh``                         a filter of the candidates' scores (a candidate
+                                       kept for the first time at this ratio is unclipped)
 unclip ratio, ``min_size``             the unclipped, mapped polygons of kept candidates
 =====================================  ================================================
 
