@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from unclip_tuner.cache import InMemoryMapStore, MapRecord
-from unclip_tuner.io.types import Dataset, ImageWords
+from unclip_tuner.io.types import Dataset, ImageWords, pack_polygons
 from unclip_tuner.postprocess.engine import FastEngine, ReferenceEngine
 from unclip_tuner.postprocess.fast import approx_poly_dp, map_points, short_side
 from unclip_tuner.postprocess.params import PostProcessParams
@@ -259,9 +259,7 @@ def test_arc_lengths_kernel_matches_opencv():
         rings += [cxy[coffs[i]:coffs[i + 1]] for i in range(len(coffs) - 1)]
     for _ in range(500):
         rings.append(rng.integers(-3000, 3000, size=(int(rng.integers(1, 40)), 2)))
-    cxy = np.concatenate(rings).astype(np.int64)
-    coffs = np.zeros(len(rings) + 1, np.int64)
-    np.cumsum([len(r) for r in rings], out=coffs[1:])
+    cxy, coffs = pack_polygons(rings, dtype=np.int64)
     got = arc_lengths(cxy, coffs)
     want = np.array([cv2.arcLength(r.astype(np.int32).reshape(-1, 1, 2), True) for r in rings])
     assert np.array_equal(got, want)  # tolerance: none, bit-equal float64

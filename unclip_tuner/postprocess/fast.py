@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from typing import Tuple
 
-import cv2
 import numpy as np
 from numba import njit
 
@@ -520,11 +519,6 @@ def build_candidates(prob: np.ndarray, p: PostProcessParams):
     return _Candidates(pts, offs, idx, scores, n)
 
 
-def _exact_short_side(box: np.ndarray) -> float:
-    b = np.asarray(box, dtype=np.int64)
-    return float(short_side(b))
-
-
 def unclip_all(cand, todo: np.ndarray, ratio: float, matrix: np.ndarray,
                p: PostProcessParams) -> Tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """Stage 2 of the engine: unclip + size filter + mapping of the candidates ``todo``.
@@ -562,12 +556,10 @@ def unclip_all(cand, todo: np.ndarray, ratio: float, matrix: np.ndarray,
                                                 matrix, min_side)
     else:
         status, out = unclip_boxes(cand.points, todo, float(ratio), matrix, min_side)
-        out_offs = np.arange(0, 4 * n + 1, 4, dtype=np.int64)
-        out = out.copy()
-        for t in np.flatnonzero(status != KEEP):
-            out_offs[t + 1:] -= 4  # dropped boxes take no room
-        keep_rows = np.repeat(status == KEEP, 4)
-        out = out[keep_rows]
+        # kept boxes take four rows each, dropped ones none
+        out_offs = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(4 * (status == KEEP), out=out_offs[1:])
+        out = out[np.repeat(status == KEEP, 4)]
     valid = status == KEEP
     fallback = np.flatnonzero(status == FALLBACK_OFFSET)
     if len(fallback) == 0:

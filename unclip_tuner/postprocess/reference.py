@@ -47,6 +47,7 @@ from typing import Dict, List, Optional, Tuple
 import cv2
 import numpy as np
 
+from ..io.types import pack_polygons
 from .params import PostProcessParams
 from .offset_reference import unclip_reference
 from .raster import box_score_fast_reference, box_score_slow_reference
@@ -603,12 +604,7 @@ def find_contours_packed(image: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     offsets : int64 (n + 1,)
         Contour ``i`` is ``points[offsets[i]:offsets[i + 1]]``.
     """
-    contours = _opencv_contours(image)
-    offsets = np.zeros(len(contours) + 1, dtype=np.int64)
-    if not contours:
-        return np.zeros((0, 2), dtype=np.int64), offsets
-    np.cumsum([len(c) for c in contours], out=offsets[1:])
-    return np.concatenate(contours).reshape(-1, 2).astype(np.int64), offsets
+    return pack_polygons(_opencv_contours(image), dtype=np.int64)
 
 
 def _opencv_contours(image: np.ndarray):
