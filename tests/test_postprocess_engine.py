@@ -243,6 +243,32 @@ def test_thread_errors_reach_the_caller(store):
     fast.close()
 
 
+def test_interrupt_while_waiting_stops_the_threads(store, monkeypatch):
+    """An interrupt (Ctrl-C) raised in the caller while it waits in _map stops the threads
+    at their next item instead of letting them work through the rest of the list."""
+    import time
+    from concurrent.futures import Future
+
+    fast = FastEngine(store, jobs=2)
+    done = []
+
+    def slow(item):
+        time.sleep(0.05)
+        done.append(item)
+
+    def interrupted_wait(self, timeout=None):
+        time.sleep(0.3)
+        raise KeyboardInterrupt
+
+    items = [str(i) for i in range(200)]  # 5 s of work on two threads
+    monkeypatch.setattr(Future, "result", interrupted_wait)
+    with pytest.raises(KeyboardInterrupt):
+        fast._map(slow, items)
+    monkeypatch.undo()
+    fast.close()  # waits for the threads' current items
+    assert len(done) < 50
+
+
 def test_arc_lengths_kernel_matches_opencv():
     """Bit-equal to cv2.arcLength(closed=True) (the same code in OpenCV 4.8.1 and 5.0) on
     real contours of synthetic maps and on random integer rings, including long jumps."""

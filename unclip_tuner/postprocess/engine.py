@@ -88,8 +88,8 @@ class _EngineBase:
         """``[fn(x) for x in items]``, spread over ``jobs`` threads.
 
         Each thread pulls the next item from a shared counter until none is left, so the
-        threads stay busy without one future per item; after an error the other threads
-        stop at their next item and the error is raised here.
+        threads stay busy without one future per item; after an error (or an interrupt
+        of the waiting caller) the threads stop at their next item and it is raised here.
         """
         if self.jobs == 1 or len(items) < 2:
             return [fn(x) for x in items]
@@ -113,8 +113,12 @@ class _EngineBase:
                     raise
 
         futures = [self._pool.submit(worker) for _ in range(min(self.jobs, n))]
-        for f in futures:
-            f.result()
+        try:
+            for f in futures:
+                f.result()
+        except BaseException:
+            failed.append(-1)  # an interrupt while waiting stops the threads too
+            raise
         return results
 
     def _select(self, images: Optional[Sequence[str]]) -> List[str]:
