@@ -145,3 +145,12 @@ def test_real_data_second_maps_and_ensemble(tiny, tmp_path):
         d = r["vs_first_maps_holdout"]
         assert (d["estimate"], d["low"], d["high"]) == (0.0, 0.0, 0.0)
     assert "vs sroie_dev (first maps)" in (out / "real_data.md").read_text()
+
+
+def test_offset_speed_smoke():
+    """One page: every kernel offset equals pyclipper's (the script exits 1 otherwise)."""
+    text = _run("offset_speed.py", "--pages", "1", "--repeat", "1")
+    n = int(text.split(" candidate polygons")[0])
+    assert n > 10
+    assert f"identical to pyclipper (vertices and order): {n}/{n}" in text
+    assert "ratio" in text
