@@ -223,6 +223,35 @@ def test_fast_equals_reference_on_random_pages(seed):
           ref.cleval_image(gt, det, max_polygons=cut))
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_pair_table_scores_any_subset_like_the_reference(seed):
+    """One pair table, filled in two batches, scores ordered subsets of its detections
+    (the engine's box_thresh steps) exactly as the reference scores those subsets."""
+    rng = np.random.default_rng(2000 + seed)
+    page = gen.receipt_page(rng, int(rng.integers(6, 25)), rotate=0.2 * (seed % 3),
+                            dont_care_rate=0.3 if seed % 2 else 0.0, vertical_rate=0.2,
+                            half_coords=bool(seed % 3 == 2), fp_rate=0.6)
+    gt = ImageWords(page["gt"], page["dont_care"])
+    dets = list(page["det"]) + [np.array([[1.0, 1.0], [30.0, 1.0], [30.0, 9.0]])]  # too few points
+    n = len(dets)
+    cut = n if seed % 2 == 0 else max(1, n - 3)
+    scorer = fast.CLEvalScorer({"p": gt}, max_polygons=cut)
+    table = fast.DetectionPairs(n)
+    order = rng.permutation(n)
+    for part in (order[: n // 2], order[n // 2:]):
+        coords, offs = fast.pack([dets[k] for k in part])
+        table.add(part, scorer.detection_pairs("p", coords, offs))
+    assert table.known.all()
+
+    coords, offs = fast.pack(dets)
+    for trial in range(8):
+        ids = np.flatnonzero(rng.random(n) < rng.uniform(0.2, 1.0))
+        got = scorer.score_selected("p", table, ids, coords, offs[:-1], np.diff(offs))
+        subset = ImageWords([dets[k] for k in ids])
+        _same(got, ref.cleval_image(gt, subset, max_polygons=cut))
+        _same(got, scorer.score("p", subset))
+
+
 def test_fast_equals_reference_edge_pages():
     rng = np.random.default_rng(3)
     for page in gen.edge_case_pages(rng):

@@ -34,7 +34,7 @@ DEGENERATE = 0      # the hull fails: ar = 0
 RESOLVED = 1        # the count does not depend on Qhull's start vertex
 UNRESOLVED = 2      # it does: the caller must ask scipy
 
-# positions in the statistics vector returned by score_image
+# positions in the statistics vector returned by match_pairs
 ST_TP = 0
 ST_DET_CHARS = 1
 ST_GT_CHARS = 2
@@ -273,6 +273,30 @@ def char_counts(xs, ys, offs, fp):
 
 
 @njit(cache=True, nogil=True)
+def fp_counts_of(coords, starts, lengths, ids):
+    """:func:`char_count` (false-positive counts) of the polygons ``ids`` of a store whose
+    polygon ``k`` is ``coords[starts[k]:starts[k] + lengths[k]]`` (any numeric dtype).
+
+    Returns ``(status, count)`` arrays, one entry per id.
+    """
+    n = ids.shape[0]
+    status = np.empty(n, dtype=np.int64)
+    count = np.empty(n, dtype=np.int64)
+    for t in range(n):
+        k = ids[t]
+        s, m = starts[k], lengths[k]
+        xs = np.empty(m, dtype=np.float64)
+        ys = np.empty(m, dtype=np.float64)
+        for i in range(m):
+            xs[i] = coords[s + i, 0]
+            ys[i] = coords[s + i, 1]
+        st, c = char_count(xs, ys, True)
+        status[t] = st
+        count[t] = c
+    return status, count
+
+
+@njit(cache=True, nogil=True)
 def _line_points(px, py, first, step, count, n_chars, out_x, out_y):
     """Top (``step = 1``) or reversed bottom (``step = -1``) line of the centre rule."""
     pos = 0
@@ -360,140 +384,206 @@ def bboxes(xs, ys, offs):
 
 
 # ---------------------------------------------------------------------------------------
-# One image
+# One image: pair data per detection, then the matching of a set of detections
 # ---------------------------------------------------------------------------------------
+#
+# Everything the rules ask about one GT word and one detection (the character centres of
+# the word inside the detection, the area precision) depends on those two polygons only.
+# So the per-image work is split in two kernels: ``detection_pairs`` computes that pair
+# data detection by detection (all the polygon geometry), and ``match_pairs`` runs the
+# matching rules and counts over any chosen set of detections from it. A caller that
+# scores many subsets of the same detections (a search over box_thresh) computes the
+# pairs once and matches many times.
 
 @njit(cache=True, nogil=True)
-def score_image(gxs, gys, goffs, gbox, gdc, gchars, cx, cy, coffs, dc_order, valid_rank,
-                hxs, hys, hoffs, hole_slices, coords, doffs, max_polygons):
-    """CLEval counts of one image (reference ``cleval_image`` up to the score formulas).
+def detection_pairs(gxs, gys, goffs, gbox, gdc, cx, cy, coffs, hxs, hys, hoffs, hole_slices,
+                    coords, doffs):
+    """Pair data of each detection with the GT words of one image.
+
+    A (GT word, detection) pair exists when their bounding boxes touch and the detection
+    holds at least one of the word's character centres, or the word is don't-care; it
+    carries the number of centres inside, their indices and the area precision (float32),
+    which is the share of the detection inside the word (inside the word minus its cared
+    words, for a don't-care word). Detection points are truncated toward zero first.
 
     Parameters
     ----------
     gxs, gys, goffs : GT points (rounded, packed), gbox their bounding boxes.
     gdc : bool per GT word (don't-care).
-    gchars : pseudo character count per GT word.
     cx, cy, coffs : packed character centres per GT word.
-    dc_order : the don't-care GT indices in the order the baseline's set iterates them.
-    valid_rank : per GT word, its position in the baseline's iteration of the cared GT set
-        (-1 for don't-care words); many-to-one sums follow that order.
-    hxs, hys, hoffs : the holes of every don't-care word (the cared GT words overlapping
-        it), packed word after word; ``hole_slices[g] = (p0, p1, o0, o1)``: word g's hole
-        points are ``hxs[p0:p1]`` and their offsets ``hoffs[o0:o1]`` (relative to ``p0``,
-        one more entry than holes).
+    hxs, hys, hoffs, hole_slices : the holes of every don't-care word (the cared GT words
+        overlapping it), packed word after word; ``hole_slices[g] = (p0, p1, o0, o1)``:
+        word g's hole points are ``hxs[p0:p1]`` and their offsets ``hoffs[o0:o1]``
+        (relative to ``p0``, one more entry than holes).
     coords : (N, 2) float64 detection vertices, ``doffs`` (n + 1) int64 offsets.
-    max_polygons : the cut on detections, applied before the validity check.
 
     Returns
     -------
-    stats : ndarray of int64, see the ``ST_*`` positions.
-    unresolved : ndarray of int64
-        Indices (into the detection list) of unmatched kept detections whose
-        false-positive count depends on Qhull's start vertex; their counts are NOT in
-        ``stats[ST_FP_CHARS]``.
+    valid : ndarray of bool, per detection: at least ``MIN_POINTS`` points (the others are
+        ignored by the metric and have no pairs).
+    pstart : ndarray of int64, n + 1 entries: detection ``d``'s pairs are
+        ``pstart[d]:pstart[d + 1]``, in increasing GT order.
+    pg, pin : ndarray of int32, per pair: the GT word and the number of its centres inside.
+    pap : ndarray of float32, per pair: the area precision.
+    pc0 : ndarray of int64, per pair: where its centres start in ``chars``.
+    chars : ndarray of int32: indices (into ``cx``/``cy``) of the centres inside.
     """
     n_g = goffs.shape[0] - 1
-    n_all = doffs.shape[0] - 1
-    n_cut = min(n_all, max_polygons)
+    n_d = doffs.shape[0] - 1
 
-    # kept detections, truncated toward zero, packed again
-    keep = np.empty(n_cut, dtype=np.int64)
-    n_d = 0
-    n_pts = 0
-    for k in range(n_cut):
-        if doffs[k + 1] - doffs[k] >= MIN_POINTS:
-            keep[n_d] = k
-            n_d += 1
-            n_pts += doffs[k + 1] - doffs[k]
-    dxs = np.empty(n_pts, dtype=np.float64)
-    dys = np.empty(n_pts, dtype=np.float64)
-    offs = np.zeros(n_d + 1, dtype=np.int64)
-    for j in range(n_d):
-        k = keep[j]
-        s = offs[j]
-        for i in range(doffs[k], doffs[k + 1]):
-            dxs[s] = np.trunc(coords[i, 0])
-            dys[s] = np.trunc(coords[i, 1])
-            s += 1
-        offs[j + 1] = s
-    dbox = bboxes(dxs, dys, offs)
-    dx0 = dbox[:, 0].copy()
-    dy0 = dbox[:, 1].copy()
-    dx1 = dbox[:, 2].copy()
-    dy1 = dbox[:, 3].copy()
-    darea = np.empty(n_d, dtype=np.float64)
-    for j in range(n_d):
-        darea[j] = area_abs(dxs[offs[j]:offs[j + 1]], dys[offs[j]:offs[j + 1]])
-
-    # detections sorted by their top edge: the boxes that can touch a GT box lie in a
-    # window of that order (top in [gt top - tallest detection, gt bottom])
-    by_top = np.argsort(dy0, kind="mergesort")
-    tops = dy0[by_top]
+    # GT words sorted by their top edge: the words whose box can touch a detection box lie
+    # in a window of that order (top in [detection top - tallest word, detection bottom])
+    gtop = np.empty(n_g, dtype=np.float64)
     tallest = 0.0
-    for j in range(n_d):
-        tallest = max(tallest, dy1[j] - dy0[j])
-
-    # pairs: centre inclusions and, where needed, the area precision
-    pair_of = np.full((n_g, n_d), -1, dtype=np.int64)
-    cap = 64 + 4 * (n_g + n_d)
-    p_g = np.empty(cap, dtype=np.int64)
-    p_d = np.empty(cap, dtype=np.int64)
-    p_in = np.empty(cap, dtype=np.int64)
-    p_ap = np.empty(cap, dtype=np.float32)
-    p_c0 = np.empty(cap, dtype=np.int64)
-    ccap = 256 + 16 * (n_g + n_d)
-    inc = np.empty(ccap, dtype=np.int64)          # included centre indices (global)
-    n_inc = 0
-    n_p = 0
     for g in range(n_g):
-        gs, ge = goffs[g], goffs[g + 1]
-        gx0, gy0, gx1, gy1 = gbox[g, 0], gbox[g, 1], gbox[g, 2], gbox[g, 3]
-        lo = np.searchsorted(tops, gy0 - tallest, side="left")
-        hi = np.searchsorted(tops, gy1, side="right")
+        gtop[g] = gbox[g, 1]
+        tallest = max(tallest, gbox[g, 3] - gbox[g, 1])
+    by_top = np.argsort(gtop, kind="mergesort")
+    tops = gtop[by_top]
+
+    longest = 0
+    for d in range(n_d):
+        longest = max(longest, doffs[d + 1] - doffs[d])
+    dx = np.empty(longest, dtype=np.float64)
+    dy = np.empty(longest, dtype=np.float64)
+    near = np.empty(n_g, dtype=np.int64)
+
+    valid = np.zeros(n_d, dtype=np.bool_)
+    pstart = np.zeros(n_d + 1, dtype=np.int64)
+    cap = 16 + 2 * n_d
+    pg = np.empty(cap, dtype=np.int32)
+    pin = np.empty(cap, dtype=np.int32)
+    pap = np.empty(cap, dtype=np.float32)
+    pc0 = np.empty(cap, dtype=np.int64)
+    chars = np.empty(64 + 16 * n_d, dtype=np.int32)
+    n_p = 0
+    n_c = 0
+    for d in range(n_d):
+        s = doffs[d]
+        m = doffs[d + 1] - s
+        if m < MIN_POINTS:
+            pstart[d + 1] = n_p
+            continue
+        valid[d] = True
+        for i in range(m):
+            dx[i] = np.trunc(coords[s + i, 0])
+            dy[i] = np.trunc(coords[s + i, 1])
+        px_ = dx[:m]
+        py_ = dy[:m]
+        x0 = px_[0]
+        x1 = px_[0]
+        y0 = py_[0]
+        y1 = py_[0]
+        for i in range(1, m):
+            x0 = min(x0, px_[i])
+            x1 = max(x1, px_[i])
+            y0 = min(y0, py_[i])
+            y1 = max(y1, py_[i])
+        darea = area_abs(px_, py_)
+
+        lo = np.searchsorted(tops, y0 - tallest, side="left")
+        hi = np.searchsorted(tops, y1, side="right")
+        n_near = 0
         for t in range(lo, hi):
-            d = by_top[t]
-            if not (dx0[d] <= gx1 and gx0 <= dx1[d] and gy0 <= dy1[d]):
-                continue
-            ds, de = offs[d], offs[d + 1]
-            x0, y0, x1, y1 = dbox[d, 0], dbox[d, 1], dbox[d, 2], dbox[d, 3]
-            start = n_inc
+            g = by_top[t]
+            if gbox[g, 0] <= x1 and x0 <= gbox[g, 2] and y0 <= gbox[g, 3]:
+                near[n_near] = g
+                n_near += 1
+        for t in range(1, n_near):               # insertion sort: increasing GT order
+            v = near[t]
+            u = t - 1
+            while u >= 0 and near[u] > v:
+                near[u + 1] = near[u]
+                u -= 1
+            near[u + 1] = v
+        for t in range(n_near):
+            g = near[t]
+            start = n_c
             for c in range(coffs[g], coffs[g + 1]):
-                px, py = cx[c], cy[c]
-                if (x0 <= px <= x1 and y0 <= py <= y1
-                        and point_inside(dxs[ds:de], dys[ds:de], px, py)):
-                    if n_inc == inc.shape[0]:
-                        grown = np.empty(2 * inc.shape[0], dtype=np.int64)
-                        grown[:n_inc] = inc[:n_inc]
-                        inc = grown
-                    inc[n_inc] = c
-                    n_inc += 1
-            count = n_inc - start
+                qx, qy = cx[c], cy[c]
+                if x0 <= qx <= x1 and y0 <= qy <= y1 and point_inside(px_, py_, qx, qy):
+                    if n_c == chars.shape[0]:
+                        chars = _grow(chars, n_c)
+                    chars[n_c] = c
+                    n_c += 1
+            count = n_c - start
             if count == 0 and not gdc[g]:
                 continue
             ap = np.float32(0.0)
-            if darea[d] > 0.0:
+            if darea > 0.0:
+                gs, ge = goffs[g], goffs[g + 1]
                 if gdc[g]:
                     p0, p1 = hole_slices[g, 0], hole_slices[g, 1]
                     o0, o1 = hole_slices[g, 2], hole_slices[g, 3]
                     shared = difference_intersection_area(
-                        dxs[ds:de], dys[ds:de], gxs[gs:ge], gys[gs:ge],
-                        hxs[p0:p1], hys[p0:p1], hoffs[o0:o1])
+                        px_, py_, gxs[gs:ge], gys[gs:ge], hxs[p0:p1], hys[p0:p1], hoffs[o0:o1])
                 else:
-                    shared = intersection_area(gxs[gs:ge], gys[gs:ge], dxs[ds:de], dys[ds:de])
-                ap = np.float32(shared / darea[d])
-            if n_p == p_g.shape[0]:
-                p_g = _grow(p_g, n_p)
-                p_d = _grow(p_d, n_p)
-                p_in = _grow(p_in, n_p)
-                p_c0 = _grow(p_c0, n_p)
-                p_ap = _grow32(p_ap, n_p)
-            p_g[n_p] = g
-            p_d[n_p] = d
-            p_in[n_p] = count
-            p_ap[n_p] = ap
-            p_c0[n_p] = start
-            pair_of[g, d] = n_p
+                    shared = intersection_area(gxs[gs:ge], gys[gs:ge], px_, py_)
+                ap = np.float32(shared / darea)
+            if n_p == pg.shape[0]:
+                pg = _grow(pg, n_p)
+                pin = _grow(pin, n_p)
+                pap = _grow(pap, n_p)
+                pc0 = _grow(pc0, n_p)
+            pg[n_p] = g
+            pin[n_p] = count
+            pap[n_p] = ap
+            pc0[n_p] = start
             n_p += 1
+        pstart[d + 1] = n_p
+    return (valid, pstart, pg[:n_p].copy(), pin[:n_p].copy(), pap[:n_p].copy(),
+            pc0[:n_p].copy(), chars[:n_c].copy())
+
+
+@njit(cache=True, nogil=True)
+def match_pairs(gdc, gchars, n_centres, dc_order, valid_rank, sel, pfirst, pcount,
+                pg, pin, pap, pc0, chars):
+    """CLEval counts of one image for the detections ``sel`` (reference ``cleval_image`` up
+    to the false-positive counts and the score formulas).
+
+    Parameters
+    ----------
+    gdc : bool per GT word (don't-care); gchars: pseudo character count per word.
+    n_centres : number of character centres of the image (all words).
+    dc_order : the don't-care GT indices in the order the baseline's set iterates them.
+    valid_rank : per GT word, its position in the baseline's iteration of the cared GT set
+        (-1 for don't-care words); many-to-one sums follow that order.
+    sel : ndarray of int64
+        The scored detections (valid ones, after the ``max_polygons`` cut), as indices into
+        ``pfirst``/``pcount``; their order does not change the counts.
+    pfirst, pcount : per detection, its first pair and number of pairs.
+    pg, pin, pap, pc0, chars : the pair data (see :func:`detection_pairs`).
+
+    Returns
+    -------
+    stats : ndarray of int64, see the ``ST_*`` positions (``ST_FP_CHARS`` left at 0).
+    unmatched : ndarray of int64
+        The entries of ``sel`` neither don't-care nor matched: each adds its false-positive
+        character count.
+    """
+    n_g = gdc.shape[0]
+    n_d = sel.shape[0]
+
+    # the pairs of the selection, numbered locally, detection after detection: detection
+    # j's pairs are dfirst[j]:dfirst[j + 1]
+    dfirst = np.zeros(n_d + 1, dtype=np.int64)
+    for j in range(n_d):
+        dfirst[j + 1] = dfirst[j] + pcount[sel[j]]
+    n_p = dfirst[n_d]
+    p_g = np.empty(n_p, dtype=np.int64)
+    p_d = np.empty(n_p, dtype=np.int64)
+    p_in = np.empty(n_p, dtype=np.int64)
+    p_ap = np.empty(n_p, dtype=np.float32)
+    p_src = np.empty(n_p, dtype=np.int64)
+    for j in range(n_d):
+        p = pfirst[sel[j]]
+        for k in range(dfirst[j], dfirst[j + 1]):
+            p_g[k] = pg[p]
+            p_d[k] = j
+            p_in[k] = pin[p]
+            p_ap[k] = pap[p]
+            p_src[k] = p
+            p += 1
 
     # candidate pairs and their counts over all GT words / all detections
     cand = np.zeros(n_p, dtype=np.bool_)
@@ -505,70 +595,71 @@ def score_image(gxs, gys, goffs, gbox, gdc, gchars, cx, cy, coffs, dc_order, val
             row_cnt[p_g[p]] += 1
             col_cnt[p_d[p]] += 1
 
-    # don't-care detections (float64 sum in the baseline's set order)
+    # don't-care detections: one don't-care pair of area precision >= 0.3, or the float64
+    # sum of those holding a centre, in the baseline's set order, reaching 0.3
+    dc_pos = np.full(n_g, -1, dtype=np.int64)
+    for t in range(dc_order.shape[0]):
+        dc_pos[dc_order[t]] = t
+    key = np.empty(n_g, dtype=np.int64)
+    val = np.empty(n_g, dtype=np.float64)
     det_ok = np.ones(n_d, dtype=np.bool_)
     n_det_dc = 0
     for d in range(n_d):
-        total = 0.0
         hit = False
-        for t in range(dc_order.shape[0]):
-            p = pair_of[dc_order[t], d]
-            if p < 0:
+        k = 0
+        for p in range(dfirst[d], dfirst[d + 1]):
+            if dc_pos[p_g[p]] < 0:
                 continue
             if p_ap[p] >= AP32:
                 hit = True
                 break
             if p_in[p] > 0:
-                total += np.float64(p_ap[p])
+                k = _insert_sorted(key, val, k, dc_pos[p_g[p]], np.float64(p_ap[p]))
+        total = 0.0
+        for t in range(k):
+            total += val[t]
         if hit or total >= AP_CONSTRAINT:
             det_ok[d] = False
             n_det_dc += 1
 
     # matching
     matched = np.zeros(n_p, dtype=np.bool_)
-    for p in range(n_p):                                            # one-to-one
+    usable = np.zeros(n_g, dtype=np.int64)       # candidate pairs of a word with kept dets
+    for p in range(n_p):
         g, d = p_g[p], p_d[p]
-        if cand[p] and not gdc[g] and det_ok[d] and row_cnt[g] == 1 and col_cnt[d] == 1:
+        if cand[p] and det_ok[d]:
+            usable[g] += 1
+            if not gdc[g] and row_cnt[g] == 1 and col_cnt[d] == 1:      # one-to-one
+                matched[p] = True
+    for p in range(n_p):                                            # one-to-many
+        g = p_g[p]
+        if cand[p] and det_ok[p_d[p]] and not gdc[g] and row_cnt[g] >= 2 and usable[g] >= 2:
             matched[p] = True
-    for g in range(n_g):                                            # one-to-many
-        if gdc[g] or row_cnt[g] < 2:
-            continue
-        k = 0
-        for d in range(n_d):
-            p = pair_of[g, d]
-            if p >= 0 and cand[p] and det_ok[d]:
-                k += 1
-        if k >= 2:
-            for d in range(n_d):
-                p = pair_of[g, d]
-                if p >= 0 and cand[p] and det_ok[d]:
-                    matched[p] = True
-    ranks = np.empty(n_g, dtype=np.int64)
-    aps = np.empty(n_g, dtype=np.float64)
-    members = np.empty(n_g, dtype=np.int64)
     for d in range(n_d):                                            # many-to-one
         if not det_ok[d]:
             continue
         k = 0
-        for g in range(n_g):
-            p = pair_of[g, d]
-            if p >= 0 and p_in[p] > 0 and not gdc[g]:
-                ranks[k] = valid_rank[g]
-                aps[k] = np.float64(p_ap[p])
-                members[k] = p
+        for p in range(dfirst[d], dfirst[d + 1]):
+            g = p_g[p]
+            if p_in[p] > 0 and not gdc[g]:
                 k += 1
         if k < 2:
             continue
-        order = np.argsort(ranks[:k])
+        k = 0
+        for p in range(dfirst[d], dfirst[d + 1]):
+            g = p_g[p]
+            if p_in[p] > 0 and not gdc[g]:
+                k = _insert_sorted(key, val, k, valid_rank[g], np.float64(p_ap[p]))
         total = 0.0
         for t in range(k):
-            total += aps[order[t]]
+            total += val[t]
         if total >= AP_CONSTRAINT:
-            for t in range(k):
-                matched[members[t]] = True
+            for p in range(dfirst[d], dfirst[d + 1]):
+                if p_in[p] > 0 and not gdc[p_g[p]]:
+                    matched[p] = True
 
     # counts
-    found = np.zeros(cx.shape[0], dtype=np.bool_)
+    found = np.zeros(n_centres, dtype=np.bool_)
     dets_per_gt = np.zeros(n_g, dtype=np.int64)
     gts_per_det = np.zeros(n_d, dtype=np.int64)
     tp = 0
@@ -579,9 +670,11 @@ def score_image(gxs, gys, goffs, gbox, gdc, gchars, cx, cy, coffs, dc_order, val
         dets_per_gt[p_g[p]] += 1
         gts_per_det[p_d[p]] += 1
         det_chars += p_in[p]
-        for t in range(p_c0[p], p_c0[p] + p_in[p]):
-            if not found[inc[t]]:
-                found[inc[t]] = True
+        c0 = pc0[p_src[p]]
+        for t in range(c0, c0 + p_in[p]):
+            c = chars[t]
+            if not found[c]:
+                found[c] = True
                 tp += 1
     stats = np.zeros(ST_SIZE, dtype=np.int64)
     for g in range(n_g):
@@ -591,8 +684,8 @@ def score_image(gxs, gys, goffs, gbox, gdc, gchars, cx, cy, coffs, dc_order, val
         if dets_per_gt[g] > 1:
             stats[ST_PEN_R] += dets_per_gt[g] - 1
             stats[ST_SPLIT] += 1
-    unresolved = np.empty(n_d, dtype=np.int64)
-    n_unres = 0
+    unmatched = np.empty(n_d, dtype=np.int64)
+    n_un = 0
     for d in range(n_d):
         if not det_ok[d]:
             continue
@@ -600,31 +693,33 @@ def score_image(gxs, gys, goffs, gbox, gdc, gchars, cx, cy, coffs, dc_order, val
             stats[ST_PEN_P] += gts_per_det[d] - 1
             stats[ST_MERGE] += 1
         elif gts_per_det[d] == 0:
-            k = keep[d]
-            status, count = char_count(coords[doffs[k]:doffs[k + 1], 0].copy(),
-                                       coords[doffs[k]:doffs[k + 1], 1].copy(), True)
-            if status == UNRESOLVED:
-                unresolved[n_unres] = k
-                n_unres += 1
-            else:
-                stats[ST_FP_CHARS] += count
+            unmatched[n_un] = sel[d]
+            n_un += 1
     stats[ST_TP] = tp
     stats[ST_DET_CHARS] = det_chars
     stats[ST_N_GT] = n_g
     stats[ST_N_DET] = n_d
     stats[ST_N_DET_DC] = n_det_dc
-    return stats, unresolved[:n_unres].copy()
+    return stats, unmatched[:n_un].copy()
+
+
+@njit(cache=True, nogil=True)
+def _insert_sorted(key, val, k, new_key, new_val):
+    """Insert ``(new_key, new_val)`` into the first ``k`` entries, kept in increasing key
+    order (keys are distinct); returns the new length."""
+    u = k - 1
+    while u >= 0 and key[u] > new_key:
+        key[u + 1] = key[u]
+        val[u + 1] = val[u]
+        u -= 1
+    key[u + 1] = new_key
+    val[u + 1] = new_val
+    return k + 1
 
 
 @njit(cache=True, nogil=True)
 def _grow(a, n):
+    """``a`` with twice the room, its first ``n`` entries kept."""
     out = np.empty(2 * a.shape[0], dtype=a.dtype)
-    out[:n] = a[:n]
-    return out
-
-
-@njit(cache=True, nogil=True)
-def _grow32(a, n):
-    out = np.empty(2 * a.shape[0], dtype=np.float32)
     out[:n] = a[:n]
     return out

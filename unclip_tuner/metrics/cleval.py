@@ -7,10 +7,13 @@ computed with the Numba kernels of :mod:`unclip_tuner.metrics._cleval_kernels`:
   rounded as the baseline's loader does, pseudo character counts and centres, bounding
   boxes, don't-care regions with the cared words they lose, and the iteration orders the
   baseline's Python sets impose on its float sums.
-* Per image, the detections go through :func:`~unclip_tuner.metrics._cleval_kernels.score_image`,
-  which looks only at GT/detection pairs whose bounding boxes touch and computes polygon
-  intersections only where the rules consult them (a shared character centre, or a
-  don't-care GT). The kernels release the GIL: a :class:`CLEvalScorer` may be shared by
+* Per image, :func:`~unclip_tuner.metrics._cleval_kernels.detection_pairs` computes the
+  pair data of each detection, looking only at GT words whose bounding boxes touch it and
+  computing polygon intersections only where the rules consult them (a shared character
+  centre, or a don't-care GT); :func:`~unclip_tuner.metrics._cleval_kernels.match_pairs`
+  then runs the matching rules over the detections scored. A :class:`DetectionPairs`
+  table keeps the first result, so a subset of the same detections is re-scored without
+  any geometry. The kernels release the GIL: a :class:`CLEvalScorer` may be shared by
   threads scoring different images.
 
 The false-positive count of an unmatched detection depends on which hull edge Qhull
@@ -35,7 +38,7 @@ from .cleval_reference import (MAX_POLYGONS, MIN_POINTS, aspect_ratio, fp_char_c
                                gt_char_count, image_score, prepare_gt_points, qhull_order)
 from .geometry import intersection_area
 
-__all__ = ["CLEvalScorer", "cleval_image", "pack_polygons"]
+__all__ = ["CLEvalScorer", "DetectionPairs", "cleval_image", "pack_polygons"]
 
 _EMPTY_F = np.zeros(0, dtype=np.float64)
 _EMPTY_I = np.zeros(1, dtype=np.int64)
@@ -48,7 +51,7 @@ def pack_polygons(words: ImageWords) -> Tuple[np.ndarray, np.ndarray]:
 
 @dataclass
 class _GTImage:
-    """The prepared GT side of one image (arguments of ``score_image``)."""
+    """The prepared GT side of one image (arguments of the per-image kernels)."""
 
     xs: np.ndarray
     ys: np.ndarray
@@ -65,11 +68,6 @@ class _GTImage:
     hys: np.ndarray
     hoffs: np.ndarray
     hole_slices: np.ndarray
-
-    def kernel_args(self) -> tuple:
-        return (self.xs, self.ys, self.offs, self.box, self.dc, self.chars, self.cx, self.cy,
-                self.coffs, self.dc_order, self.valid_rank, self.hxs, self.hys, self.hoffs,
-                self.hole_slices)
 
 
 def _prepare_gt_image(words: ImageWords, round_gt: bool) -> _GTImage:
@@ -155,6 +153,57 @@ def _touch(a: np.ndarray, b: np.ndarray) -> bool:
     return a[0] <= b[2] and b[0] <= a[2] and a[1] <= b[3] and b[1] <= a[3]
 
 
+class DetectionPairs:
+    """CLEval pair data of one image's detections, kept per detection.
+
+    Everything the metric asks about a (GT word, detection) pair depends on those two
+    polygons only, so a table filled once lets :meth:`CLEvalScorer.score_selected` score
+    any subset of the detections with no polygon geometry: a search that changes only
+    ``box_thresh`` re-runs the matching, not the intersections. Detections are numbered
+    ``0..n-1`` by the caller and filled in any order, each once.
+
+    Attributes
+    ----------
+    known : bool per detection, filled yet.
+    valid : bool per detection, enough points to count (see :func:`detection_pairs`).
+    first, count : per detection, its pairs ``first:first + count`` in ``g``, ``inside``,
+        ``ap`` and ``char0`` (the GT word, the number of its centres inside, the area
+        precision, where those centres start in ``chars``).
+    fp : per detection, its false-positive character count once known, else -1.
+    """
+
+    def __init__(self, n: int) -> None:
+        self.known = np.zeros(n, dtype=np.bool_)
+        self.valid = np.zeros(n, dtype=np.bool_)
+        self.first = np.zeros(n, dtype=np.int64)
+        self.count = np.zeros(n, dtype=np.int64)
+        self.fp = np.full(n, -1, dtype=np.int64)
+        self.g = np.zeros(0, dtype=np.int32)
+        self.inside = np.zeros(0, dtype=np.int32)
+        self.ap = np.zeros(0, dtype=np.float32)
+        self.char0 = np.zeros(0, dtype=np.int64)
+        self.chars = np.zeros(0, dtype=np.int32)
+
+    def add(self, ids: np.ndarray, pairs: tuple) -> None:
+        """Record detections ``ids`` from :meth:`CLEvalScorer.detection_pairs` output."""
+        valid, pstart, pg, pin, pap, pc0, chars = pairs
+        base, cbase = self.g.shape[0], self.chars.shape[0]
+        self.known[ids] = True
+        self.valid[ids] = valid
+        self.first[ids] = base + pstart[:-1]
+        self.count[ids] = np.diff(pstart)
+        if base == 0:
+            self.g, self.inside, self.ap, self.char0, self.chars = pg, pin, pap, pc0, chars
+            return
+        if pg.shape[0]:
+            self.g = np.concatenate([self.g, pg])
+            self.inside = np.concatenate([self.inside, pin])
+            self.ap = np.concatenate([self.ap, pap])
+            self.char0 = np.concatenate([self.char0, pc0 + cbase])
+        if chars.shape[0]:
+            self.chars = np.concatenate([self.chars, chars])
+
+
 class CLEvalScorer:
     """Scores detections image by image against a data set's ground truth.
 
@@ -228,15 +277,51 @@ class CLEvalScorer:
         -------
         ImageScore
         """
-        gt = self._images.get(name)
-        if gt is None:
-            raise ValueError(f"image {name!r} is not in the ground truth")
+        self._image(name)
         coords, offsets = _check_packed(coords, offsets)
-        stats, unresolved = K.score_image(*gt.kernel_args(), coords, offsets,
-                                          self.max_polygons)
-        fp = int(stats[K.ST_FP_CHARS])
-        for k in unresolved:
-            fp += self._fp_count(coords[offsets[k]:offsets[k + 1]])
+        n = min(offsets.shape[0] - 1, self.max_polygons)
+        table = DetectionPairs(n)
+        table.add(np.arange(n), self.detection_pairs(name, coords, offsets[:n + 1]))
+        return self.score_selected(name, table, np.arange(n), coords, offsets[:-1],
+                                   np.diff(offsets))
+
+    def detection_pairs(self, name: str, coords: np.ndarray, offsets: np.ndarray) -> tuple:
+        """The pair data of packed detections (see :class:`DetectionPairs`).
+
+        ``coords``/``offsets`` as for :meth:`score_packed` (float64, validated by the
+        caller); the result goes to :meth:`DetectionPairs.add`.
+        """
+        gt = self._image(name)
+        return K.detection_pairs(gt.xs, gt.ys, gt.offs, gt.box, gt.dc, gt.cx, gt.cy, gt.coffs,
+                                 gt.hxs, gt.hys, gt.hoffs, gt.hole_slices, coords, offsets)
+
+    def score_selected(self, name: str, table: "DetectionPairs", ids: np.ndarray,
+                       coords: np.ndarray, starts: np.ndarray, lengths: np.ndarray
+                       ) -> ImageScore:
+        """Score the detections ``ids`` of a pair table, in output order.
+
+        The same numbers as :meth:`score_packed` on those detections' polygons: only the
+        first ``max_polygons`` of ``ids`` count, then those with too few points are
+        dropped. Detection ``k``'s polygon is ``coords[starts[k]:starts[k] + lengths[k]]``;
+        it is read only for unmatched detections whose false-positive count the table does
+        not know yet. Not thread-safe for one table (it records those counts).
+        """
+        gt = self._image(name)
+        ids = np.asarray(ids, dtype=np.int64)[:self.max_polygons]
+        ids = ids[table.valid[ids]]
+        stats, unmatched = K.match_pairs(gt.dc, gt.chars, gt.cx.shape[0], gt.dc_order,
+                                         gt.valid_rank, ids, table.first, table.count,
+                                         table.g, table.inside, table.ap, table.char0,
+                                         table.chars)
+        need = unmatched[table.fp[unmatched] < 0]
+        if need.shape[0]:
+            status, counts = K.fp_counts_of(coords, starts, lengths, need)
+            for t in np.flatnonzero(status == K.UNRESOLVED):
+                k = need[t]
+                poly = coords[starts[k]:starts[k] + lengths[k]].astype(np.float64)
+                counts[t] = self._fp_count(poly)
+            table.fp[need] = counts
+        fp = int(table.fp[unmatched].sum())
         extra = {"num_splitted": float(stats[K.ST_SPLIT]),
                  "num_merged": float(stats[K.ST_MERGE]),
                  "num_char_overlapped": float(stats[K.ST_DET_CHARS] - stats[K.ST_TP]),
@@ -245,6 +330,12 @@ class CLEvalScorer:
         return image_score(int(stats[K.ST_TP]), float(stats[K.ST_PEN_R]),
                            float(stats[K.ST_PEN_P]), int(stats[K.ST_GT_CHARS]),
                            int(stats[K.ST_DET_CHARS]), fp, extra)
+
+    def _image(self, name: str) -> _GTImage:
+        gt = self._images.get(name)
+        if gt is None:
+            raise ValueError(f"image {name!r} is not in the ground truth")
+        return gt
 
     def _fp_count(self, poly: np.ndarray) -> int:
         """False-positive count through scipy's hull order, remembered per polygon."""

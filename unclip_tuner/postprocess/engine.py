@@ -25,7 +25,10 @@ Memo keys are exact: a threshold is keyed by the bits of its float32 value (the 
 candidates) and a ratio by the bits of its float64 value; never by a rounded float. The
 metric is memoised per image by the *number* of kept candidates, which determines the kept
 set for a given prefix cut because keeping is monotone in ``box_thresh``: a new box_thresh
-re-scores only the images whose kept set changed.
+re-scores only the images whose kept set changed. Under CLEval that re-score is itself
+cheap: the metric's pair data (character centres inside, area precision with each GT word)
+is memoised per candidate next to its unclipped polygon, so a changed kept set runs only
+the matching rules.
 
 Images run in parallel threads inside one ``evaluate`` call (the Numba kernels release
 the GIL and OpenCV's own threading is set to one thread), so there is a single level of
@@ -39,7 +42,7 @@ import threading
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -227,6 +230,7 @@ class _Unclipped:
         self.start = np.zeros(n, dtype=np.int64)
         self.length = np.zeros(n, dtype=np.int64)
         self.coords = np.zeros((0, 2), dtype=np.int16)
+        self.pairs = None  # the metric's per-candidate pair data, filled when first scored
 
     def missing(self, idx: np.ndarray) -> np.ndarray:
         """The candidates of ``idx`` not unclipped yet."""
@@ -242,10 +246,17 @@ class _Unclipped:
         self.length[todo] = np.diff(offsets)
         self.state[todo] = valid
 
+    def survivors(self, idx: np.ndarray) -> np.ndarray:
+        """The candidates of ``idx`` (all computed) that are detections, in order."""
+        return idx[self.state[idx] == 1]
+
+    def polygons(self, idx: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """Packed float64 polygons of the surviving candidates ``idx``."""
+        return gather_polygons(self.coords, self.start[idx], self.length[idx])
+
     def select(self, idx: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         """Packed float64 polygons of the surviving candidates of ``idx`` (all computed)."""
-        idx = idx[self.state[idx] == 1]
-        return gather_polygons(self.coords, self.start[idx], self.length[idx])
+        return self.polygons(self.survivors(idx))
 
 
 class _LRU(OrderedDict):
@@ -308,8 +319,8 @@ class FastEngine(_EngineBase):
         self.stats = {"fallback": 0, "unclipped": 0, "candidates_built": 0, "scored": 0,
                       "score_memo_hits": 0}
         self._stats_lock = threading.Lock()
-        # the fast CLEval scorer takes the packed polygons directly
-        self._packed_scorer = self._scorer if hasattr(self._scorer, "score_packed") else None
+        # the fast CLEval scorer keeps pair data per candidate (see _pair_score)
+        self._pair_scorer = self._scorer if hasattr(self._scorer, "score_selected") else None
 
     def clear(self) -> None:
         """Forget every memoised stage."""
@@ -332,37 +343,39 @@ class FastEngine(_EngineBase):
         st.matrix = np.ascontiguousarray(r.inverse_matrix, dtype=np.float64)
         return prob, st.matrix
 
-    # -- stage 1: candidates ------------------------------------------------------------
+    # -- memo keys of one parameter set --------------------------------------------------
     @staticmethod
-    def _cand_key(p: PostProcessParams) -> tuple:
-        return (_f32_key(p.thresh), bool(p.use_dilation), p.score_mode, bool(p.use_polygon),
-                float(p.min_size))
+    def _plan(p: PostProcessParams) -> "_Plan":
+        ratio = p.polygon_unclip_ratio if p.use_polygon else p.box_unclip_ratio
+        cand_key = (_f32_key(p.thresh), bool(p.use_dilation), p.score_mode, bool(p.use_polygon),
+                    float(p.min_size))
+        return _Plan(p, cand_key, float(ratio), (cand_key, _f64_key(ratio)),
+                     float(p.box_thresh), int(p.max_candidates))
 
-    def _candidates(self, name: str, st: _ImageState, p: PostProcessParams) -> _Candidates:
-        key = self._cand_key(p)
-        cand = st.candidates.lookup(key)
+    # -- stage 1: candidates ------------------------------------------------------------
+    def _candidates(self, name: str, st: _ImageState, plan: "_Plan") -> _Candidates:
+        cand = st.candidates.lookup(plan.cand_key)
         if cand is None:
             prob, _ = self._load(name, st)
-            cand = build_candidates(prob, p)
-            st.candidates.store(key, cand)
+            cand = build_candidates(prob, plan.params)
+            st.candidates.store(plan.cand_key, cand)
             self._count("candidates_built")
         return cand
 
     # -- stage 2: unclip + size filter + mapping ----------------------------------------------
-    def _unclipped(self, name: str, st: _ImageState, p: PostProcessParams,
+    def _unclipped(self, name: str, st: _ImageState, plan: "_Plan",
                    cand: _Candidates, idx: np.ndarray) -> _Unclipped:
-        """The unclip memo at ``p``'s ratio, completed for the kept candidates ``idx``."""
-        ratio = p.polygon_unclip_ratio if p.use_polygon else p.box_unclip_ratio
-        key = (self._cand_key(p), _f64_key(ratio))
-        unc = st.unclipped.lookup(key)
+        """The unclip memo at the plan's ratio, completed for the kept candidates ``idx``."""
+        unc = st.unclipped.lookup(plan.geo_key)
         if unc is None:
             unc = _Unclipped(len(cand.scores))
-            st.unclipped.store(key, unc)
+            st.unclipped.store(plan.geo_key, unc)
         todo = unc.missing(idx)
         if len(todo):
             if st.matrix is None:
                 self._load(name, st)
-            coords, offs, valid, n_fallback = unclip_all(cand, todo, ratio, st.matrix, p)
+            coords, offs, valid, n_fallback = unclip_all(cand, todo, plan.ratio, st.matrix,
+                                                          plan.params)
             unc.add(todo, coords, offs, valid)
             self._count("unclipped", len(todo))
             if n_fallback:
@@ -371,35 +384,77 @@ class FastEngine(_EngineBase):
 
     # -- public API ----------------------------------------------------------------------
     def decode(self, params: PostProcessParams, name: str) -> ImageWords:
+        plan = self._plan(params)
         st = self._state[name]
         with st.lock:
-            cand = self._candidates(name, st, params)
-            idx = cand.kept(params.box_thresh, params.max_candidates)
-            coords, offs = self._unclipped(name, st, params, cand, idx).select(idx)
+            cand = self._candidates(name, st, plan)
+            idx = cand.kept(plan.box_thresh, plan.max_candidates)
+            coords, offs = self._unclipped(name, st, plan, cand, idx).select(idx)
         return _polygons_to_words([coords[offs[i]:offs[i + 1]] for i in range(len(offs) - 1)])
 
     def score_image(self, params: PostProcessParams, name: str) -> ImageScore:
         self._need_gt()
+        return self._score(self._plan(params), name)
+
+    def evaluate(self, params: PostProcessParams, images: Optional[Sequence[str]] = None) -> DatasetScore:
+        """Dataset score of ``params`` over ``images`` (all images by default)."""
+        self._need_gt()
+        names = self._select(images)
+        plan = self._plan(params)
+        scores = self._map(lambda n: self._score(plan, n), names)
+        return aggregate(self.metric, names, scores, self._official)
+
+    def _score(self, plan: "_Plan", name: str) -> ImageScore:
         st = self._state[name]
         with st.lock:
-            cand = self._candidates(name, st, params)
-            idx = cand.kept(params.box_thresh, params.max_candidates)
-            ratio = params.polygon_unclip_ratio if params.use_polygon else params.box_unclip_ratio
-            cut = min(int(params.max_candidates), cand.n_contours)
-            skey = (self._cand_key(params), _f64_key(ratio), cut, len(idx))
+            cand = self._candidates(name, st, plan)
+            idx = cand.kept(plan.box_thresh, plan.max_candidates)
+            skey = (plan.geo_key, min(plan.max_candidates, cand.n_contours), len(idx))
             hit = st.scores.lookup(skey)
             if hit is not None:
                 self._count("score_memo_hits")
                 return hit
-            coords, offs = self._unclipped(name, st, params, cand, idx).select(idx)
-            if self._packed_scorer is not None:
-                score = self._packed_scorer.score_packed(name, coords, offs)
+            unc = self._unclipped(name, st, plan, cand, idx)
+            if self._pair_scorer is not None:
+                score = self._pair_score(name, cand, unc, unc.survivors(idx))
             else:
+                coords, offs = unc.select(idx)
                 polys = [coords[offs[i]:offs[i + 1]] for i in range(len(offs) - 1)]
                 score = self._scorer(name, _polygons_to_words(polys))
             st.scores.store(skey, score)
             self._count("scored")
             return score
 
+    def _pair_score(self, name: str, cand: _Candidates, unc: _Unclipped,
+                    dets: np.ndarray) -> ImageScore:
+        """CLEval of the detections ``dets`` through the unclip memo's pair table.
 
+        The pair data of a detection (its character centres inside, its area precision
+        with each GT word) depends on its polygon alone, so it is computed the first time
+        the detection is scored at this ratio; a later kept set at the same ratio is
+        scored by the matching rules only.
+        """
+        scorer = self._pair_scorer
+        if unc.pairs is None:
+            unc.pairs = DetectionPairs(len(cand.scores))
+        dets = dets[:scorer.max_polygons]
+        new = dets[~unc.pairs.known[dets]]
+        if len(new):
+            coords, offs = unc.polygons(new)
+            unc.pairs.add(new, scorer.detection_pairs(name, coords, offs))
+        return scorer.score_selected(name, unc.pairs, dets, unc.coords, unc.start, unc.length)
+
+
+class _Plan(NamedTuple):
+    """The memo keys of one parameter set, computed once per call."""
+
+    params: PostProcessParams
+    cand_key: tuple      # what the candidates depend on (threshold bits, modes, min_size)
+    ratio: float         # the unclip ratio of the mode in use
+    geo_key: tuple       # cand_key and the ratio's bits: the unclip memo
+    box_thresh: float
+    max_candidates: int
+
+
+from ..metrics.cleval import DetectionPairs  # noqa: E402
 from .fast import build_candidates, gather_polygons, unclip_all  # noqa: E402  (kernels module)
