@@ -75,3 +75,19 @@ def test_apply_bad_input(cache_dir, tmp_path, capsys):
     assert main(["apply", "--cache", str(path), "--set", "nope=1", "--out", str(tmp_path / "x.json")]) == 2
     assert main(["apply", "--cache", str(path), "--out", str(tmp_path / "x.txt")]) == 2
     assert main(["apply", "--cache", str(tmp_path / "missing"), "--out", str(tmp_path / "x.json")]) == 2
+
+
+def test_apply_rejects_invalid_recorded_parameters(tmp_path, capsys):
+    """A cache whose manifest records invalid parameters is an error naming them, as in
+    tune-post, not a silent fall back to the defaults."""
+    rng = np.random.default_rng(5)
+    prob, _, m = synthetic_page(rng, size=128, n_words=3)
+    path = tmp_path / "cache"
+    w = MapCache.create(path, {"model": "synthetic"}, meta={"params": {"thresh": 1.7}})
+    w.add(MapRecord("a.jpg", prob, m, 128, 128))
+    w.close()
+    out = tmp_path / "x.json"
+    assert main(["apply", "--cache", str(path), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "manifest" in err and "thresh" in err
+    assert not out.exists()

@@ -36,15 +36,12 @@ def register(sub) -> None:
 
 
 def _base_params(meta: dict):
+    """The cache's recorded parameters (an error if invalid), else the seed's defaults."""
     from ..postprocess.params import PostProcessParams
+    from .tune_post import manifest_params
 
-    saved = (meta or {}).get("params")
-    if isinstance(saved, dict):
-        try:
-            return PostProcessParams.from_dict({k: v for k, v in saved.items() if v is not None})
-        except ValueError:
-            pass
-    return PostProcessParams()
+    recorded = manifest_params(meta)
+    return recorded if recorded is not None else PostProcessParams()
 
 
 def _cmd_apply(args) -> int:

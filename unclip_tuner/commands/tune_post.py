@@ -156,6 +156,24 @@ def _open_cache(path: str, verify: str):
     return cache
 
 
+def manifest_params(meta: dict):
+    """The parameters a cache manifest records (``meta["params"]``), or None.
+
+    Raises a CLIError naming the problem when they are recorded but invalid.
+    """
+    from ..postprocess.params import PostProcessParams
+
+    raw = meta.get("params") if isinstance(meta, dict) else None
+    if not (isinstance(raw, dict) and raw):
+        return None
+    clean = {k: v for k, v in raw.items() if v is not None}
+    try:
+        return PostProcessParams.from_dict(clean)
+    except ValueError as exc:
+        raise CLIError(f"the cache manifest's current parameters are invalid ({exc}); "
+                       f"fix meta.params in manifest.json") from None
+
+
 def current_params(meta: dict, mode: str, target: str) -> Tuple[object, str]:
     """The user's current parameters and where they came from.
 
@@ -164,14 +182,9 @@ def current_params(meta: dict, mode: str, target: str) -> Tuple[object, str]:
     """
     from ..postprocess.params import PostProcessParams, preset
 
-    raw = meta.get("params") if isinstance(meta, dict) else None
-    if isinstance(raw, dict) and raw:
-        clean = {k: v for k, v in raw.items() if v is not None}
-        try:
-            return PostProcessParams.from_dict(clean), "the cache manifest"
-        except ValueError as exc:
-            raise CLIError(f"the cache manifest's current parameters are invalid ({exc}); "
-                           f"fix meta.params in manifest.json") from None
+    recorded = manifest_params(meta)
+    if recorded is not None:
+        return recorded, "the cache manifest"
     use_polygon = mode == "polygon"
     if target == "paddleocr":
         return (PostProcessParams(use_polygon=use_polygon, **PADDLE_DEFAULTS),
