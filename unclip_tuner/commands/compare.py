@@ -292,9 +292,11 @@ def _cmd_compare(args) -> int:
     caches = [_open_cache(c, args.verify) for c in args.cache]
     out_dir = Path(args.out) if args.out else _default_out()
 
-    if kernels_cache_cold():
-        print("compiling the Numba kernels (first run only; cached afterwards, "
-              "about a minute)...", file=sys.stderr)
+    def on_start() -> None:
+        if kernels_cache_cold():
+            print("compiling the Numba kernels (first run only; cached afterwards, "
+                  "about a minute)...", file=sys.stderr)
+
     bars = _Bars(not args.no_progress and sys.stderr.isatty())
 
     def on_model(m) -> None:
@@ -307,7 +309,8 @@ def _cmd_compare(args) -> int:
     try:
         res = compare_caches(caches, labels, trials=args.trials, holdout=args.holdout,
                              seed=args.seed, metric=args.metric, space=space, jobs=args.jobs,
-                             n_boot=args.bootstrap, on_trial=bars, on_model=on_model)
+                             n_boot=args.bootstrap, on_trial=bars, on_model=on_model,
+                             on_start=on_start)
     finally:
         bars.close()
     write_outputs(res, out_dir)

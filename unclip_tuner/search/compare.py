@@ -416,7 +416,8 @@ def compare_caches(caches: Sequence, labels: Optional[Sequence[str]] = None, tri
                    mode: Optional[str] = None, space: Optional[SearchSpace] = None,
                    jobs: int = 2, n_boot: int = 2000, level: float = 0.95,
                    on_trial: Optional[Callable[[str, int, int, Optional[float]], None]] = None,
-                   on_model: Optional[Callable[[ModelResult], None]] = None) -> ComparisonResult:
+                   on_model: Optional[Callable[[ModelResult], None]] = None,
+                   on_start: Optional[Callable[[], None]] = None) -> ComparisonResult:
     """Tune every cache on one shared split and compare the models on the held-out images.
 
     Parameters
@@ -449,6 +450,8 @@ def compare_caches(caches: Sequence, labels: Optional[Sequence[str]] = None, tri
         ``on_trial(label, n_complete, n_wanted, best_so_far)`` after every trial run.
     on_model : callable, optional
         ``on_model(result)`` once a model is tuned and scored.
+    on_start : callable, optional
+        ``on_start()`` once the caches and options are checked, before any tuning.
 
     Returns
     -------
@@ -500,6 +503,8 @@ def compare_caches(caches: Sequence, labels: Optional[Sequence[str]] = None, tri
     # One split for all: a function of the names only, so the sets agree across caches.
     # Each study is named from its own cache's image order, exactly as tune-post names it.
     ref_search, ref_holdout = split_holdout(caches[0].names(), fraction, seed)
+    if on_start is not None:
+        on_start()
     notes: List[str] = []
     if metric != "cleval":
         notes.append(f"the intervals resample per-image H-Mean; {metric}'s official figure "
