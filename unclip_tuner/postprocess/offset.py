@@ -383,7 +383,7 @@ def _union_input(rx, ry):
 #   rows 2..M+1      edges (fields _BX.._PS); an edge is named by its row
 #   output points    (fields _QI.._QP) from row _L_Q0; a point is named by its row
 #   output rings     (fields _RI.._RB) from row _L_R0; a ring is named by its row
-#   scan-beam heap   rows from _L_SB0, 17 cells per row
+#   scan-beam queue  rows from _L_SB0, 16 cells per row (the 17th unused)
 #   local minima     rows from _L_LM0: y, left bound, right bound, sort order
 #   crossings        rows from _L_IL0: edge 1, edge 2, x, y, sort order
 #   ghost joins      rows from _L_GJ0: output point, offset point x, y
@@ -407,10 +407,10 @@ _QI, _QX, _QY, _QN, _QP = range(5)
 # cached bottom point
 _RI, _RH, _RF, _RP, _RB = range(5)
 # running scalars (row 0): list heads, failure flag, next free point and ring rows,
-# heap size, next local minimum, numbers of ghost joins and joins
+# scan-beam queue length, next local minimum, numbers of ghost joins and joins
 _G_AEL, _G_SEL, _G_FAIL, _G_NQ, _G_NR, _G_NSB, _G_LM, _G_NGJ, _G_NJN = range(9)
 # layout (row 1): first row and end row of each region, number of local minima
-# (_L_SBEND is the heap capacity in cells)
+# (_L_SBEND is the scan-beam queue's capacity in cells)
 (_L_Q0, _L_QEND, _L_R0, _L_REND, _L_SB0, _L_SBEND, _L_LM0, _L_NLM, _L_IL0, _L_ILEND,
  _L_GJ0, _L_GJEND, _L_JN0, _L_JNEND) = range(14)
 # failure reasons
@@ -453,77 +453,61 @@ def _slopes_equal4(ax, ay, bx, by, cx_, cy_, dx_, dy_):
     return (ay - by) * (cx_ - dx_) == (ax - bx) * (cy_ - dy_)
 
 
-# --- the scan-beam queue: a max-heap of y values, duplicates dropped when popped ---
-
-
-# The heap is stored 17 cells per row: cell k is T[_L_SB0 + k // 17, k % 17].
+# --- the scan-beam queue: pending y values, the largest popped first ---
+#
+# Clipper keeps a max-heap and drops duplicates when it pops, so a pop returns the largest
+# pending value and removes every copy of it. Here the pending values are kept distinct
+# and in increasing order (a push inserts unless the value is there already, a pop takes
+# the last one): the same pops for any sequence of pushes. The queue holds few values at
+# a time (the local minima below and the tops of the active edges), and a new top is
+# usually near the end, so the insertion scans a short stretch.
+#
+# The values are stored 16 cells per row, so that a shift and a mask address a cell
+# (k >= 0): cell k is T[_L_SB0 + k // 16, k % 16].
+_SB_SHIFT = 4
+_SB_MASK = 15
 
 
 @njit(cache=True, inline="always")
 def _sb_get(T, b, k):
-    return T[b + k // _NCOL, k % _NCOL]
+    return T[b + (k >> _SB_SHIFT), k & _SB_MASK]
 
 
 @njit(cache=True, inline="always")
 def _sb_set(T, b, k, v):
-    T[b + k // _NCOL, k % _NCOL] = v
+    T[b + (k >> _SB_SHIFT), k & _SB_MASK] = v
 
 
 @njit(cache=True)
 def _sb_push(T, y):
+    """Queue ``y`` (``InsertScanbeam``)."""
     b = T[1, _L_SB0]
     n = T[0, _G_NSB]
+    i = n
+    while i > 0:
+        v = _sb_get(T, b, i - 1)
+        if v == y:
+            return
+        if v < y:
+            break
+        i -= 1
     if n >= T[1, _L_SBEND]:
         _fail(T, _FAIL_CAPACITY)
         return
-    i = n
-    while i > 0:
-        p = (i - 1) // 2
-        vp = _sb_get(T, b, p)
-        if vp >= y:
-            break
-        _sb_set(T, b, i, vp)
-        i = p
+    for k in range(n, i, -1):
+        _sb_set(T, b, k, _sb_get(T, b, k - 1))
     _sb_set(T, b, i, y)
     T[0, _G_NSB] = n + 1
 
 
 @njit(cache=True)
-def _sb_remove_top(T):
-    b = T[1, _L_SB0]
-    n = T[0, _G_NSB] - 1
-    v = _sb_get(T, b, n)
-    T[0, _G_NSB] = n
-    i = 0
-    while True:
-        c = 2 * i + 1
-        if c >= n:
-            break
-        vc = _sb_get(T, b, c)
-        if c + 1 < n:
-            vc1 = _sb_get(T, b, c + 1)
-            if vc1 > vc:
-                c += 1
-                vc = vc1
-        if v >= vc:
-            break
-        _sb_set(T, b, i, vc)
-        i = c
-    if n > 0:
-        _sb_set(T, b, i, v)
-
-
-@njit(cache=True)
 def _sb_pop(T):
     """Largest pending y (``PopScanbeam``); returns ``(found, y)``."""
-    if T[0, _G_NSB] == 0:
+    n = T[0, _G_NSB]
+    if n == 0:
         return False, np.int64(0)
-    b = T[1, _L_SB0]
-    y = T[b, 0]
-    _sb_remove_top(T)
-    while T[0, _G_NSB] > 0 and T[b, 0] == y:
-        _sb_remove_top(T)
-    return True, y
+    T[0, _G_NSB] = n - 1
+    return True, _sb_get(T, T[1, _L_SB0], n - 1)
 
 
 # --- libstdc++ std::sort ---
@@ -2108,7 +2092,7 @@ def _build_sweep_table(px, py, scale):
     q0 = _E0 + M
     r0 = q0 + q_cap
     sb0 = r0 + r_cap
-    lm0 = sb0 + sb_cap // _NCOL + 1
+    lm0 = sb0 + (sb_cap >> _SB_SHIFT) + 1
     il0 = lm0 + n_lm_cap
     gj0 = il0 + il_cap
     jn0 = gj0 + gj_cap
@@ -2195,9 +2179,10 @@ def _build_sweep_table(px, py, scale):
     T[1, _L_NLM] = nlm
     # local minima by decreasing y in std::sort's order, then the sweep's initial state
     _gnu_sort(T, lm0, 3, 0, nlm)
+    for i in range(nlm - 1, -1, -1):  # increasing y: each push appends to the queue
+        _sb_push(T, T[T[lm0 + i, 3], 0])
     for i in range(nlm):
         node = T[lm0 + i, 3]
-        _sb_push(T, T[node, 0])
         lb = T[node, 1]
         rb = T[node, 2]
         T[lb, _CX] = T[lb, _BX]
