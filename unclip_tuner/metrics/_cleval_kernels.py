@@ -704,6 +704,44 @@ def match_pairs(gdc, gchars, n_centres, dc_order, valid_rank, sel, pfirst, pcoun
 
 
 @njit(cache=True, nogil=True)
+def score_detections(gxs, gys, goffs, gbox, gdc, gchars, cx, cy, coffs, dc_order, valid_rank,
+                     hxs, hys, hoffs, hole_slices, coords, doffs, max_polygons):
+    """CLEval counts of one image's detections in one call: :func:`detection_pairs` on the
+    first ``max_polygons`` detections, :func:`match_pairs` over the valid ones, then the
+    false-positive counts of the unmatched ones.
+
+    Returns
+    -------
+    stats : ndarray of int64, see the ``ST_*`` positions.
+    unresolved : ndarray of int64
+        Unmatched detections whose false-positive count depends on Qhull's start vertex;
+        their counts are NOT in ``stats[ST_FP_CHARS]``.
+    """
+    n = min(doffs.shape[0] - 1, max_polygons)
+    valid, pstart, pg, pin, pap, pc0, chars = detection_pairs(
+        gxs, gys, goffs, gbox, gdc, cx, cy, coffs, hxs, hys, hoffs, hole_slices,
+        coords, doffs[:n + 1])
+    sel = np.flatnonzero(valid)
+    pcount = np.empty(n, dtype=np.int64)
+    for d in range(n):
+        pcount[d] = pstart[d + 1] - pstart[d]
+    stats, unmatched = match_pairs(gdc, gchars, cx.shape[0], dc_order, valid_rank, sel,
+                                   pstart, pcount, pg, pin, pap, pc0, chars)
+    unresolved = np.empty(unmatched.shape[0], dtype=np.int64)
+    n_unres = 0
+    for t in range(unmatched.shape[0]):
+        d = unmatched[t]
+        status, count = char_count(coords[doffs[d]:doffs[d + 1], 0].copy(),
+                                   coords[doffs[d]:doffs[d + 1], 1].copy(), True)
+        if status == UNRESOLVED:
+            unresolved[n_unres] = d
+            n_unres += 1
+        else:
+            stats[ST_FP_CHARS] += count
+    return stats, unresolved[:n_unres].copy()
+
+
+@njit(cache=True, nogil=True)
 def _insert_sorted(key, val, k, new_key, new_val):
     """Insert ``(new_key, new_val)`` into the first ``k`` entries, kept in increasing key
     order (keys are distinct); returns the new length."""

@@ -11,9 +11,10 @@ computed with the Numba kernels of :mod:`unclip_tuner.metrics._cleval_kernels`:
   pair data of each detection, looking only at GT words whose bounding boxes touch it and
   computing polygon intersections only where the rules consult them (a shared character
   centre, or a don't-care GT); :func:`~unclip_tuner.metrics._cleval_kernels.match_pairs`
-  then runs the matching rules over the detections scored. A :class:`DetectionPairs`
-  table keeps the first result, so a subset of the same detections is re-scored without
-  any geometry. The kernels release the GIL: a :class:`CLEvalScorer` may be shared by
+  then runs the matching rules over the detections scored (:func:`~unclip_tuner.metrics._cleval_kernels.score_detections` does
+  both, and the false-positive counts, in one call for a one-off score). A
+  :class:`DetectionPairs` table keeps the pair data, so a subset of the same detections is
+  re-scored without any geometry. The kernels release the GIL: a :class:`CLEvalScorer` may be shared by
   threads scoring different images.
 
 The false-positive count of an unmatched detection depends on which hull edge Qhull
@@ -277,13 +278,16 @@ class CLEvalScorer:
         -------
         ImageScore
         """
-        self._image(name)
+        gt = self._image(name)
         coords, offsets = _check_packed(coords, offsets)
-        n = min(offsets.shape[0] - 1, self.max_polygons)
-        table = DetectionPairs(n)
-        table.add(np.arange(n), self.detection_pairs(name, coords, offsets[:n + 1]))
-        return self.score_selected(name, table, np.arange(n), coords, offsets[:-1],
-                                   np.diff(offsets))
+        stats, unresolved = K.score_detections(
+            gt.xs, gt.ys, gt.offs, gt.box, gt.dc, gt.chars, gt.cx, gt.cy, gt.coffs,
+            gt.dc_order, gt.valid_rank, gt.hxs, gt.hys, gt.hoffs, gt.hole_slices,
+            coords, offsets, self.max_polygons)
+        fp = int(stats[K.ST_FP_CHARS])
+        for k in unresolved:
+            fp += self._fp_count(coords[offsets[k]:offsets[k + 1]])
+        return _image_score(stats, fp)
 
     def detection_pairs(self, name: str, coords: np.ndarray, offsets: np.ndarray) -> tuple:
         """The pair data of packed detections (see :class:`DetectionPairs`).
@@ -321,15 +325,7 @@ class CLEvalScorer:
                 poly = coords[starts[k]:starts[k] + lengths[k]].astype(np.float64)
                 counts[t] = self._fp_count(poly)
             table.fp[need] = counts
-        fp = int(table.fp[unmatched].sum())
-        extra = {"num_splitted": float(stats[K.ST_SPLIT]),
-                 "num_merged": float(stats[K.ST_MERGE]),
-                 "num_char_overlapped": float(stats[K.ST_DET_CHARS] - stats[K.ST_TP]),
-                 "n_gt": float(stats[K.ST_N_GT]), "n_det": float(stats[K.ST_N_DET]),
-                 "n_det_dont_care": float(stats[K.ST_N_DET_DC])}
-        return image_score(int(stats[K.ST_TP]), float(stats[K.ST_PEN_R]),
-                           float(stats[K.ST_PEN_P]), int(stats[K.ST_GT_CHARS]),
-                           int(stats[K.ST_DET_CHARS]), fp, extra)
+        return _image_score(stats, int(table.fp[unmatched].sum()))
 
     def _image(self, name: str) -> _GTImage:
         gt = self._images.get(name)
@@ -348,6 +344,18 @@ class CLEvalScorer:
                     self._fp_cache.clear()
                 self._fp_cache[key] = count
         return count
+
+
+def _image_score(stats: np.ndarray, fp: int) -> ImageScore:
+    """The per-image score from the kernels' statistics and the false-positive count."""
+    extra = {"num_splitted": float(stats[K.ST_SPLIT]),
+             "num_merged": float(stats[K.ST_MERGE]),
+             "num_char_overlapped": float(stats[K.ST_DET_CHARS] - stats[K.ST_TP]),
+             "n_gt": float(stats[K.ST_N_GT]), "n_det": float(stats[K.ST_N_DET]),
+             "n_det_dont_care": float(stats[K.ST_N_DET_DC])}
+    return image_score(int(stats[K.ST_TP]), float(stats[K.ST_PEN_R]),
+                       float(stats[K.ST_PEN_P]), int(stats[K.ST_GT_CHARS]),
+                       int(stats[K.ST_DET_CHARS]), fp, extra)
 
 
 def _check_packed(coords, offsets) -> Tuple[np.ndarray, np.ndarray]:
