@@ -227,6 +227,22 @@ def test_unclip_memo_fills_lazily_as_box_thresh_moves(store, use_polygon):
     fast.close()
 
 
+def test_other_metrics_score_through_the_fast_engine_as_the_reference(store):
+    """Metrics without CLEval's pair tables take the engine's plain scoring branch; it
+    gives the reference's figures along a box_thresh walk and a ratio change (IoU: this
+    store's GT words are polygons, which cleval-upstream refuses)."""
+    metric = "iou"
+    fast = FastEngine(store, metric=metric, jobs=2)
+    ref = ReferenceEngine(store, metric=metric)
+    base = PostProcessParams(thresh=0.3, use_polygon=True)
+    for p in (base.replace(box_thresh=0.7), base.replace(box_thresh=0.5),
+              base.replace(box_thresh=0.6), base.replace(box_thresh=0.6, polygon_unclip_ratio=1.6)):
+        a, b = ref.evaluate(p), fast.evaluate(p)
+        assert (a.hmean, a.recall, a.precision) == (b.hmean, b.recall, b.precision)
+    assert fast._pair_scorer is None
+    fast.close()
+
+
 def test_thread_errors_reach_the_caller(store):
     fast = FastEngine(store, jobs=2)
     seen = []
