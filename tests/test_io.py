@@ -147,3 +147,26 @@ def test_real_files(shared_data):
     assert all(p.shape == (4, 2) for w in sroie.values() for p in w.polygons)
     tt = read_dataset(shared_data / "cleval" / "gt_TotalText.zip", coords="variable")
     assert len(tt) == 300 and max(len(p) for w in tt.values() for p in w.polygons) > 4
+
+
+def test_pack_polygons_any_layout():
+    """Packed points and offsets equal packing each polygon reshaped to (n, 2), for
+    OpenCV's (n, 1, 2) contours, (n, 2) arrays, nested lists and a mix of layouts."""
+    from unclip_tuner.io.types import pack_polygons
+
+    rng = np.random.default_rng(4)
+    layouts = [
+        [rng.integers(0, 100, (int(rng.integers(1, 30)), 1, 2)).astype(np.int32) for _ in range(40)],
+        [rng.random((int(rng.integers(0, 9)), 2)) for _ in range(30)],
+        [np.zeros((3, 2)), np.ones((2, 1, 2)), [[1, 2], [3, 4]]],
+        [[[1, 2], [3, 4], [5, 6]], [[7, 8]]],
+        [],
+    ]
+    for polys in layouts:
+        for dtype in (np.float64, np.int64):
+            coords, offsets = pack_polygons(polys, dtype=dtype)
+            each = [np.asarray(p).reshape(-1, 2) for p in polys]
+            assert coords.dtype == dtype and coords.flags.c_contiguous and coords.shape[1] == 2
+            assert offsets.tolist() == np.cumsum([0] + [len(p) for p in each]).tolist()
+            want = np.concatenate(each).astype(dtype) if each else np.zeros((0, 2), dtype)
+            assert np.array_equal(coords, want)

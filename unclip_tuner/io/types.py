@@ -82,5 +82,10 @@ def pack_polygons(polys: Sequence[np.ndarray], dtype=np.float64) -> Tuple[np.nda
     if len(polys) == 0:
         return np.zeros((0, 2), dtype=dtype), offsets
     offsets[1:] = np.cumsum([len(p) for p in polys])
-    coords = np.concatenate([np.asarray(p).reshape(-1, 2) for p in polys], axis=0)
+    try:
+        # polygons of one layout ((n, 2), or OpenCV's (n, 1, 2)) concatenate as they are;
+        # row-major flattening gives the same points as reshaping each one first
+        coords = np.concatenate(polys, axis=0).reshape(-1, 2)
+    except ValueError:
+        coords = np.concatenate([np.asarray(p).reshape(-1, 2) for p in polys], axis=0)
     return np.ascontiguousarray(coords, dtype=dtype), offsets
