@@ -252,6 +252,25 @@ def test_pair_table_scores_any_subset_like_the_reference(seed):
         _same(got, scorer.score("p", subset))
 
 
+def test_one_detection_over_many_words_grows_the_pair_buffers():
+    """A detection covering a whole page pairs with every word: more pairs and centres
+    than the kernel's first buffers hold, so they grow; scores equal the reference."""
+    rng = np.random.default_rng(77)
+    page = gen.receipt_page(rng, 40, rotate=0.0, dont_care_rate=0.2, vertical_rate=0.0,
+                            half_coords=False, fp_rate=0.0)
+    gt = ImageWords(page["gt"], page["dont_care"])
+    allp = np.concatenate([np.asarray(p, float) for p in page["gt"]])
+    x0, y0 = allp.min(axis=0) - 5
+    x1, y1 = allp.max(axis=0) + 5
+    big = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
+    det = ImageWords([big] + list(page["det"][:2]))
+    scorer = fast.CLEvalScorer({"p": gt})
+    coords, offs = fast.pack_polygons(det)
+    pairs = scorer.detection_pairs("p", coords, offs)
+    assert pairs[1][1] > 16 + 2 * len(det) and pairs[6].shape[0] > 64 + 16 * len(det)
+    _same(scorer.score("p", det), ref.cleval_image(gt, det))
+
+
 def test_fast_equals_reference_edge_pages():
     rng = np.random.default_rng(3)
     for page in gen.edge_case_pages(rng):

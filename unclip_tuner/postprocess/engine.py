@@ -346,6 +346,7 @@ class FastEngine(_EngineBase):
     # -- memo keys of one parameter set --------------------------------------------------
     @staticmethod
     def _plan(p: PostProcessParams) -> "_Plan":
+        """The memo keys of ``p``, computed once per call rather than once per image."""
         ratio = p.polygon_unclip_ratio if p.use_polygon else p.box_unclip_ratio
         cand_key = (_f32_key(p.thresh), bool(p.use_dilation), p.score_mode, bool(p.use_polygon),
                     float(p.min_size))
@@ -405,6 +406,8 @@ class FastEngine(_EngineBase):
         return aggregate(self.metric, names, scores, self._official)
 
     def _score(self, plan: "_Plan", name: str) -> ImageScore:
+        """One image's score under ``plan``: from the score memo when its kept set was
+        scored before, else through the candidate and unclip memos."""
         st = self._state[name]
         with st.lock:
             cand = self._candidates(name, st, plan)
