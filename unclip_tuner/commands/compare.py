@@ -282,7 +282,7 @@ class _Bars:
 def _cmd_compare(args) -> int:
     from ..search.compare import compare_caches, default_labels, parse_labels
     from ..search.space import build_space
-    from .tune_post import _open_cache, kernels_cache_cold
+    from .tune_post import _open_cache, announce_compiling
 
     t_start = time.perf_counter()
     if len(args.cache) < 2:
@@ -291,11 +291,6 @@ def _cmd_compare(args) -> int:
     space = build_space(args.mode, args.space, args.param, args.fix)
     caches = [_open_cache(c, args.verify) for c in args.cache]
     out_dir = Path(args.out) if args.out else _default_out()
-
-    def on_start() -> None:
-        if kernels_cache_cold():
-            print("compiling the Numba kernels (first run only; cached afterwards, "
-                  "about a minute)...", file=sys.stderr)
 
     bars = _Bars(not args.no_progress and sys.stderr.isatty())
 
@@ -310,7 +305,7 @@ def _cmd_compare(args) -> int:
         res = compare_caches(caches, labels, trials=args.trials, holdout=args.holdout,
                              seed=args.seed, metric=args.metric, space=space, jobs=args.jobs,
                              n_boot=args.bootstrap, on_trial=bars, on_model=on_model,
-                             on_start=on_start)
+                             on_start=announce_compiling)
     finally:
         bars.close()
     write_outputs(res, out_dir)

@@ -87,6 +87,15 @@ def register(sub) -> None:
 # Helpers
 # --------------------------------------------------------------------------------------------
 
+def announce_compiling() -> bool:
+    """Say on stderr when this run will compile the Numba kernels; returns whether it will."""
+    cold = kernels_cache_cold()
+    if cold:
+        print("compiling the Numba kernels (first run only; cached afterwards, "
+              "about a minute)...", file=sys.stderr)
+    return cold
+
+
 def kernels_cache_cold() -> bool:
     """Whether Numba will compile kernels on this run (no cache index newer than a source).
 
@@ -294,10 +303,7 @@ def _cmd_tune_post(args) -> int:
 
     from ..postprocess.engine import FastEngine
 
-    cold = kernels_cache_cold()
-    if cold:
-        print("compiling the Numba kernels (first run only; cached afterwards, "
-              "about a minute)...", file=sys.stderr)
+    cold = announce_compiling()
     engine = FastEngine(cache, metric=args.metric, jobs=args.jobs)
     try:
         with open_study(name, cache_dir=Path(args.cache), storage=args.storage, seed=args.seed,
