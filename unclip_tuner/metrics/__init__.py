@@ -58,7 +58,7 @@ def image_scorer(gt: Dataset, metric: str = "cleval",
         if engine == "fast":
             from .cleval import CLEvalScorer
 
-            return CLEvalScorer(gt)  # callable; also offers score_packed
+            return CLEvalScorer(gt)  # callable; also scores packed arrays and pair tables
         from .cleval_reference import cleval_image
 
         return lambda name, det: cleval_image(gt[name], det)

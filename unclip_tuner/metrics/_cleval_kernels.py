@@ -721,23 +721,18 @@ def score_detections(gxs, gys, goffs, gbox, gdc, gchars, cx, cy, coffs, dc_order
     valid, pstart, pg, pin, pap, pc0, chars = detection_pairs(
         gxs, gys, goffs, gbox, gdc, cx, cy, coffs, hxs, hys, hoffs, hole_slices,
         coords, doffs[:n + 1])
-    sel = np.flatnonzero(valid)
-    pcount = np.empty(n, dtype=np.int64)
-    for d in range(n):
-        pcount[d] = pstart[d + 1] - pstart[d]
-    stats, unmatched = match_pairs(gdc, gchars, cx.shape[0], dc_order, valid_rank, sel,
-                                   pstart, pcount, pg, pin, pap, pc0, chars)
+    stats, unmatched = match_pairs(gdc, gchars, cx.shape[0], dc_order, valid_rank,
+                                   np.flatnonzero(valid), pstart, pstart[1:] - pstart[:-1],
+                                   pg, pin, pap, pc0, chars)
+    status, count = fp_counts_of(coords, doffs[:n], doffs[1:n + 1] - doffs[:n], unmatched)
     unresolved = np.empty(unmatched.shape[0], dtype=np.int64)
     n_unres = 0
     for t in range(unmatched.shape[0]):
-        d = unmatched[t]
-        status, count = char_count(coords[doffs[d]:doffs[d + 1], 0].copy(),
-                                   coords[doffs[d]:doffs[d + 1], 1].copy(), True)
-        if status == UNRESOLVED:
-            unresolved[n_unres] = d
+        if status[t] == UNRESOLVED:
+            unresolved[n_unres] = unmatched[t]
             n_unres += 1
         else:
-            stats[ST_FP_CHARS] += count
+            stats[ST_FP_CHARS] += count[t]
     return stats, unresolved[:n_unres].copy()
 
 

@@ -7,15 +7,15 @@ computed with the Numba kernels of :mod:`unclip_tuner.metrics._cleval_kernels`:
   rounded as the baseline's loader does, pseudo character counts and centres, bounding
   boxes, don't-care regions with the cared words they lose, and the iteration orders the
   baseline's Python sets impose on its float sums.
-* Per image, :func:`~unclip_tuner.metrics._cleval_kernels.detection_pairs` computes the
-  pair data of each detection, looking only at GT words whose bounding boxes touch it and
-  computing polygon intersections only where the rules consult them (a shared character
-  centre, or a don't-care GT); :func:`~unclip_tuner.metrics._cleval_kernels.match_pairs`
-  then runs the matching rules over the detections scored (:func:`~unclip_tuner.metrics._cleval_kernels.score_detections` does
-  both, and the false-positive counts, in one call for a one-off score). A
-  :class:`DetectionPairs` table keeps the pair data, so a subset of the same detections is
-  re-scored without any geometry. The kernels release the GIL: a :class:`CLEvalScorer` may be shared by
-  threads scoring different images.
+* Per image, ``detection_pairs`` (in :mod:`unclip_tuner.metrics._cleval_kernels`) computes
+  the pair data of each detection, looking only at GT words whose bounding boxes touch it
+  and computing polygon intersections only where the rules consult them (a shared
+  character centre, or a don't-care GT); ``match_pairs`` then runs the matching rules over
+  the detections scored, and ``score_detections`` does both, with the false-positive
+  counts, in one call for a one-off score. A :class:`DetectionPairs` table keeps the pair
+  data, so a subset of the same detections is re-scored without any geometry. The kernels
+  release the GIL: a :class:`CLEvalScorer` may be shared by threads scoring different
+  images.
 
 The false-positive count of an unmatched detection depends on which hull edge Qhull
 visits first when two edges tie for the minimum-area rectangle (typically an axis-aligned
@@ -193,9 +193,6 @@ class DetectionPairs:
         self.valid[ids] = valid
         self.first[ids] = base + pstart[:-1]
         self.count[ids] = np.diff(pstart)
-        if base == 0:
-            self.g, self.inside, self.ap, self.char0, self.chars = pg, pin, pap, pc0, chars
-            return
         if pg.shape[0]:
             self.g = np.concatenate([self.g, pg])
             self.inside = np.concatenate([self.inside, pin])

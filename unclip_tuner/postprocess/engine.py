@@ -165,8 +165,12 @@ class _EngineBase:
         """Dataset score of ``params`` over ``images`` (all images by default)."""
         self._need_gt()
         names = self._select(images)
-        scores = self._map(lambda n: self.score_image(params, n), names)
+        scores = self._map(self._image_scoring(params), names)
         return aggregate(self.metric, names, scores, self._official)
+
+    def _image_scoring(self, params: PostProcessParams):
+        """``name -> ImageScore`` under ``params``, for :meth:`evaluate`."""
+        return lambda name: self.score_image(params, name)
 
 
 def _limit_opencv_threads() -> None:
@@ -397,13 +401,9 @@ class FastEngine(_EngineBase):
         self._need_gt()
         return self._score(self._plan(params), name)
 
-    def evaluate(self, params: PostProcessParams, images: Optional[Sequence[str]] = None) -> DatasetScore:
-        """Dataset score of ``params`` over ``images`` (all images by default)."""
-        self._need_gt()
-        names = self._select(images)
-        plan = self._plan(params)
-        scores = self._map(lambda n: self._score(plan, n), names)
-        return aggregate(self.metric, names, scores, self._official)
+    def _image_scoring(self, params: PostProcessParams):
+        plan = self._plan(params)  # the memo keys once for all images
+        return lambda name: self._score(plan, name)
 
     def _score(self, plan: "_Plan", name: str) -> ImageScore:
         """One image's score under ``plan``: from the score memo when its kept set was
