@@ -62,7 +62,7 @@ def main(argv=None) -> int:
         cand = build_candidates(store.get(name).prob, params)
         for i in range(len(cand.scores)):
             q = cand.points[cand.offsets[i]:cand.offsets[i + 1]]
-            xs, ys = q[:, 0].copy(), q[:, 1].copy()
+            xs, ys = q[:, 0].astype(np.float64), q[:, 1].astype(np.float64)
             d = O.unclip_distance(xs, ys, args.ratio)
             if not np.isnan(d):
                 inputs.append((xs.astype(np.int64), ys.astype(np.int64), d))

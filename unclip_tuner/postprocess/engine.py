@@ -202,7 +202,8 @@ class _Candidates:
     """Candidates of one image at one (thresh, dilation, score mode, box/polygon) key.
 
     ``points[offsets[i]:offsets[i+1]]`` are candidate ``i``'s points in network space
-    (approximated polygon, or the four float32 min-area corners in box mode);
+    (approximated polygon as int32, or the four float32 min-area corners in box mode,
+    the compact dtypes that hold them exactly);
     ``contour_index[i]`` its position in OpenCV's contour order (for the max_candidates
     prefix cut); ``scores[i]`` its box score.
     """
@@ -315,7 +316,7 @@ class FastEngine(_EngineBase):
 
     def __init__(self, store: MapStore, metric: str = "cleval", jobs: int = 1,
                  gt: Optional[Dataset] = None, memo_thresholds: int = 32,
-                 memo_geometries: int = 48, memo_scores: int = 512) -> None:
+                 memo_geometries: int = 96, memo_scores: int = 512) -> None:
         super().__init__(store, metric, jobs, gt, metric_engine="fast")
         self._limits = (memo_thresholds, memo_geometries, memo_scores)
         self._state: Dict[str, _ImageState] = {}

@@ -270,10 +270,11 @@ def polygon_candidates(prob, cxy, coffs, eps, slow):
     Returns
     -------
     points, offsets, contour_index, scores
-        Candidates with at least 4 approximated points, in contour order.
+        Candidates with at least 4 approximated points, in contour order; the points are
+        int32 (the approximation's pixel coordinates, stored compactly for the memo).
     """
     n = coffs.shape[0] - 1
-    pts = np.empty((cxy.shape[0], 2), np.float64)
+    pts = np.empty((cxy.shape[0], 2), np.int32)
     offs = np.zeros(n + 1, np.int64)
     idx = np.empty(n, np.int64)
     scores = np.empty(n, np.float64)
@@ -286,12 +287,11 @@ def polygon_candidates(prob, cxy, coffs, eps, slow):
         na = ap.shape[0]
         if na < 4:
             continue
-        fa = ap.astype(np.float64)
         if slow:
             s = box_score_slow(prob, cxy[a:b])
         else:
-            s = box_score_fast(prob, fa)
-        pts[m:m + na] = fa
+            s = box_score_fast(prob, ap.astype(np.float64))
+        pts[m:m + na] = ap
         m += na
         idx[k] = i
         scores[k] = s
@@ -365,8 +365,8 @@ def unclip_polygons(pts, offs, todo, ratio, matrix, min_side):
         c = todo[t]
         a = offs[c]
         b = offs[c + 1]
-        xs = pts[a:b, 0].copy()
-        ys = pts[a:b, 1].copy()
+        xs = pts[a:b, 0].astype(np.float64)
+        ys = pts[a:b, 1].astype(np.float64)
         d = unclip_distance(xs, ys, ratio)
         st = KEEP
         if np.isnan(d):
@@ -405,10 +405,11 @@ def box_candidates(prob, cxy, coffs, min_size, slow):
 
     Returns
     -------
-    points (4n, 2) float64, offsets (n+1,), contour_index (n,), scores (n,)
+    points (4n, 2) float32 (the corners as the baseline has them), offsets (n+1,),
+    contour_index (n,), scores (n,)
     """
     n = coffs.shape[0] - 1
-    pts = np.empty((4 * n, 2), np.float64)
+    pts = np.empty((4 * n, 2), np.float32)
     idx = np.empty(n, np.int64)
     scores = np.empty(n, np.float64)
     k = 0
@@ -418,12 +419,11 @@ def box_candidates(prob, cxy, coffs, min_size, slow):
         box, sside = get_mini_boxes_nb(cxy[a:b, 0].copy(), cxy[a:b, 1].copy())
         if sside < min_size:
             continue
-        fb = box.astype(np.float64)
         if slow:
             s = box_score_slow(prob, cxy[a:b])
         else:
-            s = box_score_fast(prob, fb)
-        pts[4 * k:4 * k + 4] = fb
+            s = box_score_fast(prob, box.astype(np.float64))
+        pts[4 * k:4 * k + 4] = box
         idx[k] = i
         scores[k] = s
         k += 1
@@ -448,8 +448,8 @@ def unclip_boxes(pts, todo, ratio, matrix, min_side):
     out = np.zeros((4 * nt, 2), np.int16)
     for t in range(nt):
         c = todo[t]
-        xs = pts[4 * c:4 * c + 4, 0].copy()
-        ys = pts[4 * c:4 * c + 4, 1].copy()
+        xs = pts[4 * c:4 * c + 4, 0].astype(np.float64)
+        ys = pts[4 * c:4 * c + 4, 1].astype(np.float64)
         d = unclip_distance(xs, ys, ratio)
         if np.isnan(d):
             status[t] = DROP

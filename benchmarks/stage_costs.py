@@ -1,0 +1,220 @@
+"""Where a full pass of the fast engine spends its time, stage by stage, on one core.
+
+The set and the parameters are those of ``postprocess_speed.py`` (seeded receipt-scale
+synthetic pages, 1024 x 1024 maps held in memory, thresh 0.25, box_thresh 0.5, polygon
+mode, ratio 2.0 then 1.85). Each stage of the engine is timed alone over every page, kernels
+warm, one thread:
+
+* cold pass: threshold, contours (OpenCV), approximation + box score, unclip, CLEval pair
+  geometry, CLEval matching;
+* new-ratio pass: unclip, pair geometry, matching.
+
+The unclip is split into its first stage (the offset distance, the raw offset path and
+the clean-up of its vertices, run alone by a small kernel here) and the rest (Clipper's
+union sweep, the size filter and the mapping). The whole engine is then timed on the same
+pass (a fresh engine, one thread); what it spends beyond the stages is the Python around
+them ("glue"). The glue can come out slightly negative: the engine runs the stages of one
+page back to back while that page's map is in the processor cache, the stages timed alone
+each read every map again.
+
+The last lines project a pass over ``--project`` pages on ``--jobs`` threads from the
+per-page costs, assuming perfect scaling over threads, once as measured and once with the
+union sweep at zero cost: how far the issue's goals are from each stage.
+
+Usage::
+
+    python benchmarks/stage_costs.py [--n-images 100] [--project 404] [--jobs 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+from numba import njit
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.dirname(__file__))
+
+from postprocess_speed import build_store  # noqa: E402
+from unclip_tuner.postprocess import offset as O  # noqa: E402
+from unclip_tuner.postprocess.engine import FastEngine, _Candidates  # noqa: E402
+from unclip_tuner.metrics.cleval import DetectionPairs  # noqa: E402
+from unclip_tuner.metrics.cleval import count_via_qhull  # noqa: E402
+from unclip_tuner.postprocess.fast import (arc_lengths, gather_polygons,  # noqa: E402
+                                           polygon_candidates, threshold_u8, unclip_all)
+from unclip_tuner.postprocess.params import PostProcessParams  # noqa: E402
+from unclip_tuner.postprocess.reference import find_contours_packed  # noqa: E402
+
+GOALS = {"cold": 0.7, "ratio": 0.2}
+
+
+@njit(cache=True)
+def raw_offset_stage(pts, offs, todo, ratio):
+    """The unclip's first stage alone for candidates ``todo``: distance, truncation, raw
+    offset path, vertex clean-up (what runs before the union sweep). Returns a checksum so
+    that nothing is optimised away."""
+    acc = 0
+    for t in range(todo.shape[0]):
+        c = todo[t]
+        xs = pts[offs[c]:offs[c + 1], 0].astype(np.float64)
+        ys = pts[offs[c]:offs[c + 1], 1].astype(np.float64)
+        d = O.unclip_distance(xs, ys, ratio)
+        if np.isnan(d):
+            continue
+        cx, cy, n = O._offset_input(xs.astype(np.int64), ys.astype(np.int64))
+        if n == 0:
+            continue
+        rx, ry = O._raw_offset(cx, cy, d)
+        px, _ = O._union_input(rx, ry)
+        acc += px.shape[0]
+    return acc
+
+
+def per_page_ms(fn, items) -> float:
+    t = time.perf_counter()
+    for it in items:
+        fn(it)
+    return (time.perf_counter() - t) / len(items) * 1e3
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--n-images", type=int, default=100)
+    ap.add_argument("--project", type=int, default=404, help="pages of the projected pass")
+    ap.add_argument("--jobs", type=int, default=2, help="threads of the projected pass")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+
+    store = build_store(args.n_images, 1024, 115, args.seed)
+    names = store.names()
+    base = PostProcessParams(thresh=0.25, box_thresh=0.50, use_polygon=True,
+                             polygon_unclip_ratio=2.0, max_candidates=1000)
+    ratio2 = 1.85
+    probs = {n: store.get(n).prob for n in names}
+    matrix = {n: np.ascontiguousarray(store.get(n).inverse_matrix, dtype=np.float64) for n in names}
+
+    # warm every kernel on one page
+    FastEngine(store, jobs=1).evaluate(base, images=names[:1])
+    n0 = names[0]
+    b0 = threshold_u8(probs[n0], np.float32(base.thresh))
+    c0, o0 = find_contours_packed(b0)
+    polygon_candidates(probs[n0], c0, o0, 0.002 * arc_lengths(c0, o0), False)
+
+    # the intermediate results of every stage, kept so that each stage is timed alone
+    binary, contours, cands, todo, unc = {}, {}, {}, {}, {}
+    scorer = FastEngine(store, jobs=1)._pair_scorer
+
+    def s_threshold(n):
+        binary[n] = threshold_u8(probs[n], np.float32(base.thresh))
+
+    def s_contours(n):
+        contours[n] = find_contours_packed(binary[n])
+
+    def s_candidates(n):
+        cxy, coffs = contours[n]
+        pts, offs, idx, scores = polygon_candidates(probs[n], cxy, coffs,
+                                                    0.002 * arc_lengths(cxy, coffs), False)
+        cands[n] = _Candidates(pts, offs, idx, scores, coffs.shape[0] - 1)
+        todo[n] = cands[n].kept(base.box_thresh, base.max_candidates)
+
+    def unclip_pass(ratio):
+        def s_raw(n):
+            c = cands[n]
+            raw_offset_stage(c.points, c.offsets, todo[n], ratio)
+
+        def s_unclip(n):
+            unc[n] = unclip_all(cands[n], todo[n], ratio, matrix[n], base)
+
+        return s_raw, s_unclip
+
+    def pack(n):
+        # untimed: the surviving polygons packed as the engine hands them to the metric
+        coords, offs, valid, _ = unc[n]
+        keep = np.flatnonzero(valid)
+        start, length = offs[:-1][keep], np.diff(offs)[keep]
+        flat, o = gather_polygons(coords, start, length)
+        unc[n] = (coords, start, length, flat, o)
+
+    def s_pairs(n):
+        unc[n] = unc[n] + (scorer.detection_pairs(n, unc[n][3], unc[n][4]),)
+
+    def s_match(n):
+        coords, start, length, _, _, pairs = unc[n]
+        k = len(start)
+        table = DetectionPairs(k)
+        table.add(np.arange(k), pairs)
+        scorer.score_selected(n, table, np.arange(k), coords, start, length)
+
+    def engine_pass(params, prime=None) -> float:
+        eng = FastEngine(store, jobs=1)
+        if prime is not None:
+            eng.evaluate(prime)
+        t = time.perf_counter()
+        eng.evaluate(params)
+        return (time.perf_counter() - t) / len(names) * 1e3
+
+    # warm-up: every stage once on two pages (compiles or loads every specialisation), and
+    # scipy's Qhull (imported on first use by the false-positive count of rare detections)
+    count_via_qhull(np.array([[0.0, 0.0], [4.0, 0.0], [0.0, 3.0]]), fp=True)
+    warm = names[:2]
+    s_warm_raw, s_warm_unclip = unclip_pass(base.polygon_unclip_ratio)
+    for stage in (s_threshold, s_contours, s_candidates, s_warm_raw, s_warm_unclip, pack,
+                  s_pairs, s_match):
+        for n in warm:
+            stage(n)
+
+    rows = {}
+    rows["threshold"] = per_page_ms(s_threshold, names)
+    rows["contours (OpenCV)"] = per_page_ms(s_contours, names)
+    rows["approximation + score"] = per_page_ms(s_candidates, names)
+    s_raw, s_unclip = unclip_pass(base.polygon_unclip_ratio)
+    raw = per_page_ms(s_raw, names)
+    rows["unclip: raw offset"] = raw
+    rows["unclip: union + rest"] = per_page_ms(s_unclip, names) - raw
+    for n in names:
+        pack(n)
+    rows["CLEval pair geometry"] = per_page_ms(s_pairs, names)
+    rows["CLEval matching"] = per_page_ms(s_match, names)
+    cold_total = engine_pass(base)
+
+    s_raw2, s_unclip2 = unclip_pass(ratio2)
+    ratio_rows = {}
+    raw2 = per_page_ms(s_raw2, names)
+    ratio_rows["unclip: raw offset"] = raw2
+    ratio_rows["unclip: union + rest"] = per_page_ms(s_unclip2, names) - raw2
+    for n in names:
+        pack(n)
+    ratio_rows["CLEval pair geometry"] = per_page_ms(s_pairs, names)
+    ratio_rows["CLEval matching"] = per_page_ms(s_match, names)
+    ratio_total = engine_pass(base.replace(polygon_unclip_ratio=ratio2), prime=base)
+
+    n_unclipped = sum(len(t) for t in todo.values())
+    print(f"{args.n_images} synthetic pages (postprocess_speed.py's set), thresh {base.thresh}, "
+          f"box_thresh {base.box_thresh}, {n_unclipped / args.n_images:.0f} candidates "
+          f"unclipped per page; one thread, ms per page")
+    print()
+    scale = args.project / args.jobs / 1e3
+    for label, stages, total in (("cold thresh", rows, cold_total),
+                                 ("new ratio", ratio_rows, ratio_total)):
+        key = "cold" if label == "cold thresh" else "ratio"
+        print(f"{label} pass{'':<24}{'ms/page':>9}{'share':>8}")
+        for k, v in stages.items():
+            print(f"  {k:<34}{v:>9.3f}{100 * v / total:>7.0f}%")
+        glue = total - sum(stages.values())
+        print(f"  {'glue (Python around the kernels)':<34}{glue:>9.3f}{100 * glue / total:>7.0f}%")
+        print(f"  {'whole engine':<34}{total:>9.3f}")
+        union = stages["unclip: union + rest"]
+        print(f"  projected {args.project} pages on {args.jobs} threads: {total * scale:.3f} s; "
+              f"with a zero-cost union sweep: {(total - union) * scale:.3f} s "
+              f"(goal {GOALS[key]} s)")
+        print()
+    print("projection: per-page cost x pages / threads (perfect scaling assumed)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
