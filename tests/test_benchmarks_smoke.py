@@ -154,3 +154,12 @@ def test_offset_speed_smoke():
     assert n > 10
     assert f"identical to pyclipper (vertices and order): {n}/{n}" in text
     assert "ratio" in text
+
+
+def test_stage_costs_smoke():
+    """Three pages: every stage is timed and both passes are projected."""
+    text = _run("stage_costs.py", "--n-images", "3", "--project", "10")
+    for stage in ("threshold", "contours (OpenCV)", "unclip: raw offset", "unclip: union + rest",
+                  "CLEval pair geometry", "CLEval matching", "whole engine"):
+        assert text.count(stage) == (1 if stage in ("threshold", "contours (OpenCV)") else 2)
+    assert text.count("with a zero-cost union sweep") == 2
