@@ -167,29 +167,23 @@ def main(argv=None) -> int:
         for n in warm:
             stage(n)
 
-    rows = {}
-    rows["threshold"] = per_page_ms(s_threshold, names)
-    rows["contours (OpenCV)"] = per_page_ms(s_contours, names)
-    rows["approximation + score"] = per_page_ms(s_candidates, names)
-    s_raw, s_unclip = unclip_pass(base.polygon_unclip_ratio)
-    raw = per_page_ms(s_raw, names)
-    rows["unclip: raw offset"] = raw
-    rows["unclip: union + rest"] = per_page_ms(s_unclip, names) - raw
-    for n in names:
-        pack(n)
-    rows["CLEval pair geometry"] = per_page_ms(s_pairs, names)
-    rows["CLEval matching"] = per_page_ms(s_match, names)
-    cold_total = engine_pass(base)
+    def after_candidates(ratio) -> dict:
+        """The unclip and metric stages at ``ratio``, over the candidates in ``cands``."""
+        s_raw, s_unclip = unclip_pass(ratio)
+        out = {"unclip: raw offset": per_page_ms(s_raw, names)}
+        out["unclip: union + rest"] = per_page_ms(s_unclip, names) - out["unclip: raw offset"]
+        for n in names:
+            pack(n)
+        out["CLEval pair geometry"] = per_page_ms(s_pairs, names)
+        out["CLEval matching"] = per_page_ms(s_match, names)
+        return out
 
-    s_raw2, s_unclip2 = unclip_pass(ratio2)
-    ratio_rows = {}
-    raw2 = per_page_ms(s_raw2, names)
-    ratio_rows["unclip: raw offset"] = raw2
-    ratio_rows["unclip: union + rest"] = per_page_ms(s_unclip2, names) - raw2
-    for n in names:
-        pack(n)
-    ratio_rows["CLEval pair geometry"] = per_page_ms(s_pairs, names)
-    ratio_rows["CLEval matching"] = per_page_ms(s_match, names)
+    rows = {"threshold": per_page_ms(s_threshold, names),
+            "contours (OpenCV)": per_page_ms(s_contours, names),
+            "approximation + score": per_page_ms(s_candidates, names)}
+    rows.update(after_candidates(base.polygon_unclip_ratio))
+    cold_total = engine_pass(base)
+    ratio_rows = after_candidates(ratio2)
     ratio_total = engine_pass(base.replace(polygon_unclip_ratio=ratio2), prime=base)
 
     n_unclipped = sum(len(t) for t in todo.values())

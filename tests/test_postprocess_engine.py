@@ -224,6 +224,10 @@ def test_unclip_memo_fills_lazily_as_box_thresh_moves(store, use_polygon):
             assert fast.stats["unclipped"] == kept < n_candidates
     # each candidate was unclipped at most once over the whole walk
     assert fast.stats["unclipped"] <= n_candidates
+    # the candidate memo holds the points in the compact dtype that stores them exactly
+    compact = np.int32 if use_polygon else np.float32
+    assert all(c.points.dtype == compact for st in fast._state.values()
+               for c in st.candidates.values())
     fast.close()
 
 
