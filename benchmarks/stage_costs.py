@@ -23,7 +23,7 @@ union sweep at zero cost: how far the issue's goals are from each stage.
 
 Usage::
 
-    python benchmarks/stage_costs.py [--n-images 100] [--project 404] [--jobs 2]
+    python benchmarks/stage_costs.py [--n-images 404] [--project 404] [--jobs 2]
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def per_page_ms(fn, items) -> float:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--n-images", type=int, default=100)
+    ap.add_argument("--n-images", type=int, default=404)
     ap.add_argument("--project", type=int, default=404, help="pages of the projected pass")
     ap.add_argument("--jobs", type=int, default=2, help="threads of the projected pass")
     ap.add_argument("--seed", type=int, default=0)
