@@ -11,8 +11,10 @@ The candidates of seeded receipt-scale synthetic pages (the ``postprocess_speed.
 
 Both run one after the other on one core, kernels warm; every output of the kernel is
 compared with pyclipper's (same vertices, same order). The shape of the inputs is printed
-too: how many candidates are convex (their raw offset path needs no clean-up in principle)
-and how many concave vertices the others have (each makes the raw path loop over itself).
+too: how many candidates are convex (their raw offset path needs no clean-up in principle),
+how many concave vertices the others have (each makes the raw path loop over itself), and how
+the edges of the raw paths meet: already simple, proper crossings only, or touching (a vertex
+on another edge, or overlapping collinear edges, which Clipper's joins resolve).
 
 Usage::
 
@@ -42,6 +44,35 @@ def concave_vertices(xs: np.ndarray, ys: np.ndarray) -> int:
     ex, ey = np.roll(xs, -1) - xs, np.roll(ys, -1) - ys
     cross = ex * np.roll(ey, -1) - ey * np.roll(ex, -1)
     return int(np.sum(cross * np.sign(cross.sum()) < 0))
+
+
+def contacts(xs: np.ndarray, ys: np.ndarray) -> str:
+    """How the edges of a closed integer path meet, other than neighbours at their shared
+    vertex: "simple" (never), "touching" (a vertex on another edge, or collinear edges that
+    overlap: Clipper's joins resolve these) or "crossing" (proper crossings only)."""
+    m = xs.shape[0]
+    x0, y0 = xs, ys
+    x1, y1 = np.roll(xs, -1), np.roll(ys, -1)
+
+    def orient(ax, ay, bx, by, cx, cy):
+        return np.sign((bx - ax) * (cy - ay) - (by - ay) * (cx - ax))
+
+    # o[i, j]: side of edge i on which the end points of edge j lie
+    oa = orient(x0[:, None], y0[:, None], x1[:, None], y1[:, None], x0[None, :], y0[None, :])
+    ob = orient(x0[:, None], y0[:, None], x1[:, None], y1[:, None], x1[None, :], y1[None, :])
+    i, j = np.triu_indices(m, 2)
+    keep = ~((i == 0) & (j == m - 1))
+    i, j = i[keep], j[keep]
+    a1, a2, b1, b2 = oa[i, j], ob[i, j], oa[j, i], ob[j, i]
+    boxes = ((np.maximum(x0[i], x1[i]) >= np.minimum(x0[j], x1[j]))
+             & (np.maximum(x0[j], x1[j]) >= np.minimum(x0[i], x1[i]))
+             & (np.maximum(y0[i], y1[i]) >= np.minimum(y0[j], y1[j]))
+             & (np.maximum(y0[j], y1[j]) >= np.minimum(y0[i], y1[i])))
+    meet = boxes & (a1 * a2 <= 0) & (b1 * b2 <= 0)
+    if not meet.any():
+        return "simple"
+    proper = (a1 * a2 < 0) & (b1 * b2 < 0)
+    return "crossing" if np.all(proper[meet]) else "touching"
 
 
 def main(argv=None) -> int:
@@ -105,11 +136,21 @@ def main(argv=None) -> int:
 
     concave = np.array([concave_vertices(xs.astype(np.float64), ys.astype(np.float64))
                         for xs, ys, _ in inputs])
+    kinds = {"simple": 0, "touching": 0, "crossing": 0}
+    for xs, ys, d in inputs:
+        cx, cy, n = O._offset_input(xs, ys)
+        if n:
+            px, py = O._union_input(*O._raw_offset(cx, cy, d))
+            if px.shape[0]:
+                kinds[contacts(px, py)] += 1
     print(f"{len(inputs)} candidate polygons of {args.pages} synthetic pages "
           f"(thresh {args.thresh}, ratio {args.ratio}), "
           f"{np.mean([len(x) for x, _, _ in inputs]):.1f} vertices on average")
     print(f"  convex: {int(np.sum(concave == 0))}; the others have "
           f"{concave[concave > 0].mean():.1f} concave vertices on average")
+    print(f"  raw offset paths (as the union sees them): {kinds['simple']} already simple, "
+          f"{kinds['crossing']} with proper crossings only, {kinds['touching']} with a vertex on "
+          "another edge or overlapping collinear edges")
     print(f"  identical to pyclipper (vertices and order): {same}/{len(inputs)}, "
           f"kernel fallbacks {fallback}")
     print()
