@@ -5,8 +5,9 @@ synthetic pages, 1024 x 1024 maps held in memory, thresh 0.25, box_thresh 0.5, p
 mode, ratio 2.0 then 1.85). Each stage of the engine is timed alone over every page, kernels
 warm, one thread:
 
-* cold pass: threshold, contours (OpenCV), approximation + box score, unclip, CLEval pair
-  geometry, CLEval matching;
+* cold pass: threshold and contours (OpenCV), both inside the map's text window as the
+  engine runs them, approximation + box score, unclip, CLEval pair geometry, CLEval
+  matching;
 * new-ratio pass: unclip, pair geometry, matching.
 
 The unclip is split into its first stage (the offset distance, the raw offset path and
@@ -44,8 +45,9 @@ from unclip_tuner.postprocess import offset as O  # noqa: E402
 from unclip_tuner.postprocess.engine import FastEngine, _Candidates  # noqa: E402
 from unclip_tuner.metrics.cleval import DetectionPairs  # noqa: E402
 from unclip_tuner.metrics.cleval import count_via_qhull  # noqa: E402
-from unclip_tuner.postprocess.fast import (arc_lengths, gather_polygons,  # noqa: E402
-                                           polygon_candidates, threshold_u8, unclip_all)
+from unclip_tuner.postprocess.fast import (WINDOW_FLOOR, arc_lengths,  # noqa: E402
+                                           gather_polygons, polygon_candidates, text_window,
+                                           threshold_box, unclip_all)
 from unclip_tuner.postprocess.params import PostProcessParams  # noqa: E402
 from unclip_tuner.postprocess.reference import find_contours_packed  # noqa: E402
 
@@ -99,20 +101,22 @@ def main(argv=None) -> int:
 
     # warm every kernel on one page
     FastEngine(store, jobs=1).evaluate(base, images=names[:1])
-    n0 = names[0]
-    b0 = threshold_u8(probs[n0], np.float32(base.thresh))
-    c0, o0 = find_contours_packed(b0)
-    polygon_candidates(probs[n0], c0, o0, 0.002 * arc_lengths(c0, o0), False)
 
     # the intermediate results of every stage, kept so that each stage is timed alone
     binary, contours, cands, todo, unc = {}, {}, {}, {}, {}
     scorer = FastEngine(store, jobs=1)._pair_scorer
 
+    # the engine finds each map's text window once, when it first reads the map
+    windows = {n: text_window(probs[n], WINDOW_FLOOR)[0] for n in names}
+
     def s_threshold(n):
-        binary[n] = threshold_u8(probs[n], np.float32(base.thresh))
+        binary[n] = threshold_box(probs[n], np.float32(base.thresh), *windows[n])
 
     def s_contours(n):
-        contours[n] = find_contours_packed(binary[n])
+        cxy, coffs = find_contours_packed(binary[n])
+        cxy[:, 0] += windows[n][2]
+        cxy[:, 1] += windows[n][0]
+        contours[n] = (cxy, coffs)
 
     def s_candidates(n):
         cxy, coffs = contours[n]

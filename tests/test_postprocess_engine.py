@@ -334,3 +334,66 @@ def test_packed_contours_match_contour_list():
     assert len(listed) == len(coffs) - 1 > 0
     for i, c in enumerate(listed):
         assert np.array_equal(cxy[coffs[i]:coffs[i + 1]], c)
+
+
+def _window_maps():
+    """Maps whose pixels above the window floor cover part of the map: a synthetic page
+    pasted at an offset on an empty canvas, the same page pushed against each border, a
+    map with one pixel just above the floor, one exactly at it, and an empty one."""
+    from unclip_tuner.postprocess.fast import WINDOW_FLOOR
+
+    rng = np.random.default_rng(41)
+    page, _, _ = synthetic_page(rng, size=160, n_words=14)
+    maps = []
+    for y, x in ((40, 70), (0, 0), (0, 140), (140, 0), (140, 140)):
+        canvas = np.zeros((300, 300), np.float32)
+        canvas[y:y + 160, x:x + 160] = page
+        maps.append(canvas)
+    one = np.full((64, 80), WINDOW_FLOOR, np.float32)
+    one[17, 33] = np.nextafter(WINDOW_FLOOR, np.float32(1))
+    maps += [one, np.full((64, 80), WINDOW_FLOOR, np.float32), np.zeros((50, 50), np.float32)]
+    return maps
+
+
+def test_text_window_is_the_box_of_pixels_above_the_floor():
+    from unclip_tuner.postprocess.fast import WINDOW_FLOOR, text_window, threshold_box, threshold_u8
+
+    for prob in _window_maps():
+        got, finite = text_window(prob, WINDOW_FLOOR)
+        assert finite
+        rows = np.flatnonzero((prob > WINDOW_FLOOR).any(axis=1))
+        cols = np.flatnonzero((prob > WINDOW_FLOOR).any(axis=0))
+        want = [0, 0, 0, 0] if len(rows) == 0 else [rows[0], rows[-1] + 1, cols[0], cols[-1] + 1]
+        assert got.tolist() == want
+        y0, y1, x0, x1 = 3, prob.shape[0] - 5, 7, prob.shape[1] - 2
+        t = np.float32(0.3)
+        assert np.array_equal(threshold_box(prob, t, y0, y1, x0, x1), threshold_u8(prob, t)[y0:y1, x0:x1])
+    # the same pass finds NaN and infinities anywhere
+    for bad in (np.nan, np.inf, -np.inf):
+        prob = np.zeros((40, 70), np.float32)
+        prob[31, 66] = bad
+        assert text_window(prob, WINDOW_FLOOR)[1] is False
+
+
+@pytest.mark.parametrize("use_polygon", [True, False], ids=["poly", "box"])
+def test_candidates_inside_the_text_window_equal_the_whole_map(use_polygon):
+    """Thresholding and tracing only the window gives the same candidates (same contours in
+    the same order, points, scores) as the whole map, at the floor, above it, in slow score
+    mode; below the floor and with dilation the whole map is used."""
+    from unclip_tuner.postprocess.fast import WINDOW_FLOOR, build_candidates, text_window
+
+    floor = float(WINDOW_FLOOR)
+    settings = [dict(thresh=floor), dict(thresh=0.3), dict(thresh=0.12, score_mode="slow"),
+                dict(thresh=0.04), dict(thresh=0.3, use_dilation=True)]
+    n_found = 0
+    for prob in _window_maps():
+        window = text_window(prob, WINDOW_FLOOR)[0]
+        for kw in settings:
+            p = PostProcessParams(use_polygon=use_polygon, **kw)
+            a, b = build_candidates(prob, p), build_candidates(prob, p, window)
+            assert a.n_contours == b.n_contours
+            for field in ("points", "offsets", "contour_index", "scores"):
+                x, y = getattr(a, field), getattr(b, field)
+                assert x.dtype == y.dtype and np.array_equal(x, y)  # tolerance: none
+            n_found += len(a.scores)
+    assert n_found > 100

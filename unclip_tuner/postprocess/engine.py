@@ -30,6 +30,11 @@ cheap: the metric's pair data (character centres inside, area precision with eac
 is memoised per candidate next to its unclipped polygon, so a changed kept set runs only
 the matching rules.
 
+The first time a map is read, one pass checks it for NaN and infinities and finds its
+*text window*, the bounding box of the pixels above 0.05: a threshold at or above that floor
+binarises and traces contours inside the window only (on letterboxed receipts a quarter of
+the map), with the same contours, in the same order, as over the whole map.
+
 Images run in parallel threads inside one ``evaluate`` call (the Numba kernels release
 the GIL and OpenCV's own threading is set to one thread), so there is a single level of
 parallelism: never call ``evaluate`` from inside another thread pool.
@@ -292,6 +297,7 @@ class _ImageState:
     scores: _LRU
     checked: bool = False
     matrix: Optional[np.ndarray] = None
+    window: Optional[np.ndarray] = None  # text_window of the map, with the NaN check
 
 
 class FastEngine(_EngineBase):
@@ -342,8 +348,10 @@ class FastEngine(_EngineBase):
         if prob.dtype != np.float32 or not prob.flags.c_contiguous:
             prob = np.ascontiguousarray(prob, dtype=np.float32)
         if not st.checked:
-            if not np.isfinite(prob).all():
+            window, finite = text_window(prob, WINDOW_FLOOR)
+            if not finite:
                 raise ValueError(f"{name}: the probability map contains NaN or infinity")
+            st.window = window
             st.checked = True
         st.matrix = np.ascontiguousarray(r.inverse_matrix, dtype=np.float64)
         return prob, st.matrix
@@ -363,7 +371,7 @@ class FastEngine(_EngineBase):
         cand = st.candidates.lookup(plan.cand_key)
         if cand is None:
             prob, _ = self._load(name, st)
-            cand = build_candidates(prob, plan.params)
+            cand = build_candidates(prob, plan.params, st.window)
             st.candidates.store(plan.cand_key, cand)
             self._count("candidates_built")
         return cand
@@ -461,4 +469,5 @@ class _Plan(NamedTuple):
 
 
 from ..metrics.cleval import DetectionPairs  # noqa: E402
-from .fast import build_candidates, gather_polygons, unclip_all  # noqa: E402  (kernels module)
+from .fast import (WINDOW_FLOOR, build_candidates, gather_polygons,  # noqa: E402  (kernels)
+                   text_window, unclip_all)

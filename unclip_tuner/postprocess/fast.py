@@ -20,7 +20,7 @@ output is the reference's.
 
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 from numba import njit
@@ -191,6 +191,60 @@ def approx_poly_dp(px, py, epsilon):
     return out
 
 
+# Pixels at or below this probability are never set by a threshold >= it: the engine
+# thresholds and traces contours only inside the bounding box of the pixels above it (see
+# :func:`text_window`). Far below any useful threshold; a lower one uses the whole map.
+WINDOW_FLOOR = np.float32(0.05)
+
+
+@njit(cache=True, nogil=True)
+def text_window(prob, floor):
+    """Bounding box of the pixels with ``prob > floor``, and whether every value is finite.
+
+    Every bitmap ``prob > t`` with ``t >= floor`` (float32) is zero outside the box, so its
+    contours are those of the bitmap cropped to the box, shifted by ``(x0, y0)``. One
+    branch-free pass over the map (it also replaces a separate NaN/inf check).
+
+    Returns
+    -------
+    window : int64 (4,)
+        Half-open ``(y0, y1, x0, x1)``; all zeros when no pixel exceeds ``floor``.
+    finite : bool
+        No NaN or infinity in ``prob``.
+    """
+    h, w = prob.shape
+    cols = np.zeros(w, np.uint8)
+    y0 = -1
+    y1 = 0
+    bad = 0
+    for i in range(h):
+        row = prob[i]
+        count = 0
+        for j in range(w):
+            v = row[j]
+            above = np.uint8(v > floor)
+            count += above
+            cols[j] |= above
+            bad |= np.uint8(not (abs(v) < np.inf))  # NaN and +-inf
+        if count > 0:
+            if y0 < 0:
+                y0 = i
+            y1 = i + 1
+    out = np.zeros(4, np.int64)
+    if y0 >= 0:
+        x0 = 0
+        while cols[x0] == 0:
+            x0 += 1
+        x1 = w
+        while cols[x1 - 1] == 0:
+            x1 -= 1
+        out[0] = y0
+        out[1] = y1
+        out[2] = x0
+        out[3] = x1
+    return out, bad == 0
+
+
 @njit(cache=True, nogil=True)
 def threshold_u8(prob, thresh):
     """The bitmap ``prob > float32(thresh)`` as the uint8 0/255 image ``findContours`` reads.
@@ -204,11 +258,18 @@ def threshold_u8(prob, thresh):
     -------
     uint8 (H, W)
     """
-    h, w = prob.shape
-    out = np.empty((h, w), np.uint8)
-    for i in range(h):
-        for j in range(w):
-            out[i, j] = 255 if prob[i, j] > thresh else 0
+    return threshold_box(prob, thresh, 0, prob.shape[0], 0, prob.shape[1])
+
+
+@njit(cache=True, nogil=True)
+def threshold_box(prob, thresh, y0, y1, x0, x1):
+    """:func:`threshold_u8` of the box ``prob[y0:y1, x0:x1]`` (read in place, row by row)."""
+    out = np.empty((y1 - y0, x1 - x0), np.uint8)
+    for i in range(y1 - y0):
+        src = prob[y0 + i, x0:x1]
+        dst = out[i]
+        for j in range(src.shape[0]):  # indices from range(): the loop vectorises
+            dst[j] = 255 if src[j] > thresh else 0
     return out
 
 
@@ -495,20 +556,34 @@ def gather_polygons(coords, start, length):
 # ------------------------------------------------------------------------------------
 # Python drivers used by the engine
 # ------------------------------------------------------------------------------------
-def build_candidates(prob: np.ndarray, p: PostProcessParams):
+def build_candidates(prob: np.ndarray, p: PostProcessParams, window: Optional[np.ndarray] = None):
     """Stage 1 of the engine: contours -> candidates with scores, for one image.
 
     Identical to the reference's loop up to (and including) the box score; the
     ``box_thresh`` test and the ``max_candidates`` cut are left to the caller.
+
+    ``window``, the :func:`text_window` of ``prob`` at :data:`WINDOW_FLOOR`, lets a
+    threshold at or above the floor binarise and trace only that box (without dilation):
+    the contours are the same, in the same order, once shifted back to the map.
     """
     from .engine import _Candidates
     from .reference import binarize, dilate_2x2, find_contours_packed
 
-    if p.use_dilation:
-        img = dilate_2x2(binarize(prob, p.thresh)).view(np.uint8) * np.uint8(255)
+    t = np.float32(p.thresh)
+    if window is not None and not p.use_dilation and t >= WINDOW_FLOOR:
+        y0, y1, x0, x1 = (int(v) for v in window)
+        if y1 > y0:
+            cxy, coffs = find_contours_packed(threshold_box(prob, t, y0, y1, x0, x1))
+            cxy[:, 0] += x0
+            cxy[:, 1] += y0
+        else:  # nothing above the floor: no contour (packed as an empty bitmap gives it)
+            cxy, coffs = find_contours_packed(np.zeros((1, 1), np.uint8))
     else:
-        img = threshold_u8(prob, np.float32(p.thresh))
-    cxy, coffs = find_contours_packed(img)
+        if p.use_dilation:
+            img = dilate_2x2(binarize(prob, p.thresh)).view(np.uint8) * np.uint8(255)
+        else:
+            img = threshold_u8(prob, t)
+        cxy, coffs = find_contours_packed(img)
     n = coffs.shape[0] - 1
     slow = p.score_mode == "slow"
     if p.use_polygon:
