@@ -4,7 +4,10 @@ A receipt-scale synthetic set (by default 404 maps of 1024x1024 with about 115 t
 each, like the competition's validation split) is decoded and scored three ways per
 parameter change, the way a search visits them:
 
-* **cold thresh**: a threshold never seen (contours, approximation, scores, unclip, metric);
+* **cold thresh**: a threshold never seen (contours, approximation, scores, unclip, metric),
+  on a fresh engine (so it also reads every map for the first time: a NaN check and the
+  map's text window, once per map); **cold, maps read** is a second new threshold, as a
+  search meets it;
 * **new ratio**: a new unclip ratio at a seen threshold (unclip, metric);
 * **new box_thresh**: only the box threshold changes (a filter, then the metric where the
   kept set changed), by +0.05 and then by one grid step (+0.01); then by -0.05 below every
@@ -83,6 +86,9 @@ def main(argv=None) -> int:
         # lower than any box_thresh seen at this (thresh, ratio): the newly kept candidates
         # are unclipped now (a candidate is unclipped the first time one is kept)
         ("box_thresh -.05", base.replace(thresh=0.25, polygon_unclip_ratio=1.85, box_thresh=0.45)),
+        # a second new threshold: as in a search, the engine has read every map before (the
+        # first pass also checks each map for NaN and finds its text window, once)
+        ("cold, maps read", base.replace(thresh=0.27)),
     ]
 
     fast = FastEngine(store, jobs=args.jobs)
