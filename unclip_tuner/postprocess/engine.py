@@ -32,8 +32,8 @@ the matching rules.
 
 The first time a map is read, one pass checks it for NaN and infinities and finds its
 *text window*, the bounding box of the pixels above 0.05: a threshold at or above that floor
-binarises and traces contours inside the window only (on letterboxed receipts a quarter of
-the map), with the same contours, in the same order, as over the whole map.
+binarises and traces contours inside the window only (on letterboxed maps, a part of the
+map), with the same contours, in the same order, as over the whole map.
 
 Images run in parallel threads inside one ``evaluate`` call (the Numba kernels release
 the GIL and OpenCV's own threading is set to one thread), so there is a single level of
@@ -295,9 +295,8 @@ class _ImageState:
     candidates: _LRU
     unclipped: _LRU
     scores: _LRU
-    checked: bool = False
     matrix: Optional[np.ndarray] = None
-    window: Optional[np.ndarray] = None  # text_window of the map, with the NaN check
+    window: Optional[np.ndarray] = None  # text_window of the map, set by its first check
 
 
 class FastEngine(_EngineBase):
@@ -347,12 +346,11 @@ class FastEngine(_EngineBase):
         prob = r.prob
         if prob.dtype != np.float32 or not prob.flags.c_contiguous:
             prob = np.ascontiguousarray(prob, dtype=np.float32)
-        if not st.checked:
+        if st.window is None:  # first read: NaN/inf check and text window in one pass
             window, finite = text_window(prob, WINDOW_FLOOR)
             if not finite:
                 raise ValueError(f"{name}: the probability map contains NaN or infinity")
             st.window = window
-            st.checked = True
         st.matrix = np.ascontiguousarray(r.inverse_matrix, dtype=np.float64)
         return prob, st.matrix
 

@@ -570,20 +570,19 @@ def build_candidates(prob: np.ndarray, p: PostProcessParams, window: Optional[np
     from .reference import binarize, dilate_2x2, find_contours_packed
 
     t = np.float32(p.thresh)
-    if window is not None and not p.use_dilation and t >= WINDOW_FLOOR:
+    y0 = x0 = 0  # where the traced bitmap starts in the map
+    if p.use_dilation:
+        img = dilate_2x2(binarize(prob, p.thresh)).view(np.uint8) * np.uint8(255)
+    elif window is None or t < WINDOW_FLOOR:
+        img = threshold_u8(prob, t)
+    elif window[1] > window[0]:
         y0, y1, x0, x1 = (int(v) for v in window)
-        if y1 > y0:
-            cxy, coffs = find_contours_packed(threshold_box(prob, t, y0, y1, x0, x1))
-            cxy[:, 0] += x0
-            cxy[:, 1] += y0
-        else:  # nothing above the floor: no contour (packed as an empty bitmap gives it)
-            cxy, coffs = find_contours_packed(np.zeros((1, 1), np.uint8))
-    else:
-        if p.use_dilation:
-            img = dilate_2x2(binarize(prob, p.thresh)).view(np.uint8) * np.uint8(255)
-        else:
-            img = threshold_u8(prob, t)
-        cxy, coffs = find_contours_packed(img)
+        img = threshold_box(prob, t, y0, y1, x0, x1)
+    else:  # nothing above the floor: an empty bitmap, no contour
+        img = np.zeros((1, 1), np.uint8)
+    cxy, coffs = find_contours_packed(img)
+    cxy[:, 0] += x0
+    cxy[:, 1] += y0
     n = coffs.shape[0] - 1
     slow = p.score_mode == "slow"
     if p.use_polygon:
